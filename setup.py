@@ -1,0 +1,44 @@
+"""pip install path (ROS 2 builds use CMakeLists.txt); tool config lives in pyproject.toml."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="uwm-ros",
+    version="0.1.0",
+    description="Unified World Models (video + action diffusion) from rosbag2 data to ROS 2",
+    license="Apache-2.0",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["uwm_training", "uwm_training.*", "uwm_ros", "uwm_ros.*"]),
+    install_requires=[
+        "torch==2.13.0",  # pinned: a CPU wheel of exactly this version is on our machines
+        "numpy>=1.24",
+        "pyyaml>=6",
+        "safetensors>=0.4",
+        "tqdm>=4.66",
+        "rosbags>=0.11.9,<0.12",
+        "zarr>=3,<4",
+        "cyclonedds>=11.0,<12",
+        "onnx>=1.17",
+        "onnxruntime>=1.20",
+        "onnxscript>=0.2",
+        "tensorboard>=2.16",
+        "av>=13",
+        "opencv-python-headless>=4.9",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "diffusers>=0.30",  # DDIM parity reference and the AutoencoderKL adapter test
+            "ruff>=0.6",
+            "mypy>=1.10",
+            "types-PyYAML",
+            "catkin_pkg>=1.0",
+            "colcon-core>=0.17",
+            "colcon-ros>=0.5",
+            "colcon-package-information>=0.4",  # provides `colcon list`
+        ],
+        "diffusers": ["diffusers>=0.30"],
+        "tensorrt": ["tensorrt>=10.12"],
+    },
+    entry_points={"console_scripts": ["uwm=uwm_training.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""uwm-ros training side: model, data, training loop and export."""

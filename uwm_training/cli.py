@@ -1,0 +1,57 @@
+"""The ``uwm`` command: one entry point, one subcommand per job.
+
+Examples:
+    uwm model-info --preset paper
+    uwm model-info --preset small --batch-size 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _cmd_model_info(args: argparse.Namespace) -> int:
+    from .model import preset
+    from .model.info import model_info
+
+    info = model_info(preset(args.preset), batch_size=args.batch_size)
+    print(f"UWM preset {args.preset!r}: parameters")
+    for name, n in info.params.items():
+        print(f"  {name:<36} {n / 1e6:>10.3f} M")
+    print(f"FLOPs at batch size {args.batch_size} (multiply-add = 2 FLOPs)")
+    for name, n in info.flops.items():
+        print(f"  {name:<36} {n / 1e9:>10.3f} GFLOP")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="uwm",
+        description="uwm-ros: Unified World Models from rosbag2 data to a ROS 2 robot.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'uwm COMMAND --help' for a command's options and examples.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = sub.add_parser(
+        "model-info",
+        help="parameter counts per component and FLOPs of a denoiser pass / policy chunk",
+        description="Parameter counts per component and FLOPs of one denoiser pass and of a "
+        "full policy chunk (obs encoding + all DDIM steps). Shapes only: costs no memory.",
+        epilog="examples:\n  uwm model-info --preset paper\n  uwm model-info --preset small",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--preset", choices=("paper", "small"), default="small")
+    p.add_argument("--batch-size", type=int, default=1, help="batch size for the FLOP count")
+    p.set_defaults(func=_cmd_model_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""The Unified World Model network, its diffusion and its input contract."""
+
+from .config import AutoencoderConfig, ConfigError, UWMConfig, preset
+from .diffusion import DDIMScheduler
+from .dit import UWMDenoiser
+from .uwm import MODES, Sample, UnifiedWorldModel
+from .weights import WeightsError, load_model, read_config, save_model
+
+__all__ = [
+    "MODES",
+    "AutoencoderConfig",
+    "ConfigError",
+    "DDIMScheduler",
+    "Sample",
+    "UWMConfig",
+    "UWMDenoiser",
+    "UnifiedWorldModel",
+    "WeightsError",
+    "load_model",
+    "preset",
+    "read_config",
+    "save_model",
+]

@@ -1,0 +1,240 @@
+"""Model configuration: dataclasses with a why-comment per field, two presets, YAML round trip.
+
+Paper symbols map to field names as in diffusion_policy: h_o -> ``n_obs_steps``, h_o' ->
+``n_future_steps``, h_a -> ``horizon``, d_a -> ``action_dim``, D -> ``embed_dim``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or inconsistent."""
+
+
+@dataclass
+class AutoencoderConfig:
+    """Frozen autoencoder that maps future frames to the latents the DiT denoises.
+
+    Args:
+        pretrained_path: local ``diffusers`` AutoencoderKL directory; ``None`` builds our small
+            KL autoencoder (trained at stage 0 on the dataset's frames).
+        latent_channels: C of the latent image (4 for SD/SDXL VAEs).
+        downsample: image size / latent size; a power of two (8 for SD/SDXL VAEs).
+        base_channels: width of the small autoencoder's first stage (doubles per downsample).
+        shift: latents are stored as (z * vae_scaling - shift) / scale so they are ~unit variance.
+        scale: see ``shift``; the paper divides SDXL latents by 3.
+        kl_weight: weight of the KL term when training the small autoencoder.
+    """
+
+    pretrained_path: str | None = None
+    latent_channels: int = 4
+    downsample: int = 8
+    base_channels: int = 32
+    shift: float = 0.0
+    scale: float = 3.0
+    kl_weight: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.downsample < 1 or self.downsample & (self.downsample - 1):
+            raise ConfigError(
+                f"autoencoder.downsample must be a power of two, got {self.downsample}"
+            )
+        if self.scale <= 0:
+            raise ConfigError(f"autoencoder.scale must be > 0, got {self.scale}")
+
+
+@dataclass
+class UWMConfig:
+    """Everything needed to build the network; stored with every checkpoint.
+
+    Args:
+        cameras: view names, in the order their features/tokens are concatenated.
+        image_size: square side (pixels) the observation encoder and autoencoder see.
+        n_obs_steps: h_o, current-observation frames the policy conditions on.
+        n_future_steps: h_o', future frames per camera that are diffused (even: Conv3d depth 2).
+        horizon: h_a, actions per chunk (one token each).
+        action_dim: d_a, size of one action vector.
+        proprio_dim: joint-position size fed through Linear -> D per frame; 0 disables it.
+        embed_dim: D, transformer width; also the per-frame image feature size.
+        depth: number of DiT blocks.
+        num_heads: attention heads (embed_dim must divide evenly).
+        mlp_ratio: hidden size of block MLPs and action MLPs relative to D.
+        num_registers: learned tokens that give attention scratch space; dropped at the output.
+        timestep_embed_dim: sinusoidal size per timestep and size of the timestep embedding.
+        patch_size: spatial patch side on the latent image (temporal patch is 2 frames).
+        future_obs: False turns UWM into the paper's Diffusion Policy baseline (no video tokens,
+            no video timestep, no registers) so UWM vs DP is one flag.
+        num_train_steps: T, diffusion steps at training time.
+        num_inference_steps: DDIM steps per sample (leading spacing).
+        marginal_t: timestep the marginalised modality is held at (official code: 90; it was
+            trained on pure noise at T-1, which is our default).
+        mask_action_free_loss: True masks the action loss of action-free samples (the paper
+            leaves it on, which trains the action head to predict noise from noise).
+        autoencoder: the frozen latent autoencoder.
+    """
+
+    cameras: tuple[str, ...] = ("front",)
+    image_size: int = 64
+    n_obs_steps: int = 2
+    n_future_steps: int = 2
+    horizon: int = 16
+    action_dim: int = 10
+    proprio_dim: int = 0
+    embed_dim: int = 256
+    depth: int = 6
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    num_registers: int = 4
+    timestep_embed_dim: int = 512
+    patch_size: int = 2
+    future_obs: bool = True
+    num_train_steps: int = 100
+    num_inference_steps: int = 10
+    marginal_t: int | None = None
+    mask_action_free_loss: bool = True
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+
+    def __post_init__(self) -> None:
+        self.cameras = tuple(self.cameras)
+        if isinstance(self.autoencoder, dict):
+            self.autoencoder = _from_dict(AutoencoderConfig, self.autoencoder, "autoencoder")
+        if not self.cameras:
+            raise ConfigError("cameras must name at least one camera")
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ConfigError(f"cameras must be unique, got {list(self.cameras)}")
+        if self.embed_dim % self.num_heads:
+            raise ConfigError(
+                f"embed_dim {self.embed_dim} not divisible by num_heads {self.num_heads}"
+            )
+        if self.n_future_steps % 2:
+            raise ConfigError(
+                f"n_future_steps must be even (temporal patch 2), got {self.n_future_steps}"
+            )
+        if self.latent_size % self.patch_size:
+            raise ConfigError(
+                f"latent size {self.latent_size} (image_size {self.image_size} / downsample "
+                f"{self.autoencoder.downsample}) not divisible by patch_size {self.patch_size}"
+            )
+        if self.num_train_steps % self.num_inference_steps:
+            raise ConfigError("num_train_steps must be a multiple of num_inference_steps")
+        if self.marginal_t is None:
+            self.marginal_t = self.num_train_steps - 1
+        if not 0 <= self.marginal_t < self.num_train_steps:
+            raise ConfigError(
+                f"marginal_t must be in [0, {self.num_train_steps}), got {self.marginal_t}"
+            )
+
+    # ----- derived sizes -------------------------------------------------------------------------
+    @property
+    def num_views(self) -> int:
+        return len(self.cameras)
+
+    @property
+    def latent_size(self) -> int:
+        """Side of the latent image of one frame."""
+        return self.image_size // self.autoencoder.downsample
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int, int, int]:
+        """Future latents of one sample: (V, C, T', h, w)."""
+        s = self.latent_size
+        return (self.num_views, self.autoencoder.latent_channels, self.n_future_steps, s, s)
+
+    @property
+    def num_video_tokens(self) -> int:
+        if not self.future_obs:
+            return 0
+        per_view = (self.n_future_steps // 2) * (self.latent_size // self.patch_size) ** 2
+        return self.num_views * per_view
+
+    @property
+    def obs_feature_dim(self) -> int:
+        """Size of the observation conditioning: one D-vector per view/frame (+ proprio/frame)."""
+        per_frame = self.num_views + (1 if self.proprio_dim else 0)
+        return per_frame * self.n_obs_steps * self.embed_dim
+
+    @property
+    def num_timesteps(self) -> int:
+        """Diffusion timesteps the network is conditioned on (t_a, and t_o' for UWM)."""
+        return 2 if self.future_obs else 1
+
+    # ----- (de)serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["cameras"] = list(self.cameras)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UWMConfig:
+        return _from_dict(cls, d, "model")
+
+    def save_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def load_yaml(cls, path: str | Path) -> UWMConfig:
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"{path}: cannot read model config: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: model config must be a mapping, got {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from e
+
+
+def _from_dict(cls: Any, d: dict[str, Any], where: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"unknown {where} config keys {unknown}; valid keys: {sorted(names)}")
+    return cls(**d)
+
+
+# ----- presets ----------------------------------------------------------------------------------
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper / official configuration: 3 cameras at 224^2, SDXL-shaped latents 28x28x4,
+    # latent patch 4 -> 49 tokens per view; no proprio (the paper leaves it off).
+    "paper": dict(
+        cameras=("agentview", "wrist", "side"),
+        image_size=224,
+        embed_dim=768,
+        depth=12,
+        num_heads=12,
+        num_registers=8,
+        patch_size=4,
+        action_dim=10,
+        proprio_dim=0,
+    ),
+    # Trains and runs on 2 CPU cores: one 64^2 camera -> 8x8x4 latents, patch 2 -> 16 video
+    # tokens + 16 action + 4 registers = 36 tokens at D=256, 6 layers: ~0.35 GFLOP per denoiser
+    # pass; proprio on, since small-data robot policies lean on it.
+    "small": dict(
+        cameras=("front",),
+        image_size=64,
+        embed_dim=256,
+        depth=6,
+        num_heads=4,
+        num_registers=4,
+        patch_size=2,
+        action_dim=7,
+        proprio_dim=7,
+        autoencoder=AutoencoderConfig(base_channels=32),
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> UWMConfig:
+    """Build a preset configuration, optionally overriding fields."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    return UWMConfig(**{**PRESETS[name], **overrides})

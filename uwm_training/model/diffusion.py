@@ -1,0 +1,71 @@
+"""DDIM noise schedule and update step as plain tensor code.
+
+Plain tensors (no Python control flow on values) so a whole denoising loop traces into one ONNX
+graph / engine. Matches ``diffusers.DDIMScheduler(beta_schedule="squaredcos_cap_v2",
+clip_sample=True, set_alpha_to_one=True, timestep_spacing="leading")`` with eta = 0 and epsilon
+prediction, step by step (see test_diffusion.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+
+def squaredcos_cap_v2_betas(num_train_steps: int, max_beta: float = 0.999) -> Tensor:
+    """Cosine schedule (Nichol & Dhariwal 2021): betas from alpha_bar(t) = cos²((t+s)/(1+s)·π/2)."""
+
+    def alpha_bar(t: float) -> float:
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    betas = [
+        min(1 - alpha_bar((i + 1) / num_train_steps) / alpha_bar(i / num_train_steps), max_beta)
+        for i in range(num_train_steps)
+    ]
+    return torch.tensor(betas, dtype=torch.float32)
+
+
+class DDIMScheduler(nn.Module):
+    """Forward noising for training and the deterministic DDIM update for sampling.
+
+    The cumulative alphas are a (non-persistent) buffer so the scheduler follows the model's
+    device and never lands in a checkpoint: it is fully defined by the config.
+    """
+
+    alphas_cumprod: Tensor
+
+    def __init__(self, num_train_steps: int = 100, num_inference_steps: int = 10):
+        super().__init__()
+        self.num_train_steps = num_train_steps
+        self.num_inference_steps = num_inference_steps
+        # float32 cumprod, as diffusers does, so both agree to the last bit.
+        alphas_cumprod = torch.cumprod(1 - squaredcos_cap_v2_betas(num_train_steps), dim=0)
+        # Index -1 holds alpha_prod of the step "before t=0": 1.0 (set_alpha_to_one).
+        table = torch.cat([alphas_cumprod, torch.ones(1)])
+        self.register_buffer("alphas_cumprod", table, persistent=False)
+
+    @property
+    def timesteps(self) -> list[int]:
+        """Leading spacing: T=100, 10 steps -> [90, 80, ..., 0]."""
+        ratio = self.num_train_steps // self.num_inference_steps
+        return [i * ratio for i in reversed(range(self.num_inference_steps))]
+
+    def _alpha(self, t: Tensor, ndim: int) -> Tensor:
+        """alpha_bar[t] per sample, shaped to broadcast over a tensor of rank ``ndim``."""
+        return self.alphas_cumprod[t].reshape(-1, *([1] * (ndim - 1)))
+
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """q(x_t | x_0) = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε; ``t`` is (B,) long."""
+        a = self._alpha(t, x0.ndim)
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    def step(self, eps: Tensor, t: int | Tensor, x: Tensor) -> Tensor:
+        """One DDIM update x_t -> x_{t-Δ} (eta = 0), predicted x_0 clipped to [-1, 1]."""
+        t = torch.as_tensor(t, device=x.device).reshape(-1)
+        prev = t - self.num_train_steps // self.num_inference_steps
+        a_t, a_prev = self._alpha(t, x.ndim), self._alpha(prev.clamp(min=-1), x.ndim)
+        x0 = ((x - (1 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-1, 1)
+        return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps

@@ -1,0 +1,201 @@
+"""Unified World Model: observation encoder + frozen latent autoencoder + DiT denoiser + DDIM.
+
+Fixing the two diffusion timesteps turns the same weights into five samplers:
+
+| mode             | denoises | the other modality                              |
+|------------------|----------|-------------------------------------------------|
+| policy           | a        | o' = noise held at ``marginal_t``               |
+| video            | o'       | a = noise held at ``marginal_t``                |
+| forward_dynamics | o'       | given a, t_a = 0                                |
+| inverse_dynamics | a        | given o' latents, t_o' = 0                      |
+| joint            | a and o' | both at the same t                              |
+
+Shapes: obs images (B, V, h_o, 3, H, W) in [0, 1]; proprio (B, h_o, P) and actions
+(B, h_a, d_a) normalised; future latents (B, V, C, h_o', h, w).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from .autoencoder import build_autoencoder
+from .config import UWMConfig
+from .diffusion import DDIMScheduler
+from .dit import UWMDenoiser
+from .vision import ObservationEncoder
+
+MODES = ("policy", "video", "forward_dynamics", "inverse_dynamics", "joint")
+# mode -> (denoise actions, denoise future latents)
+_DENOISED = {
+    "policy": (True, False),
+    "video": (False, True),
+    "forward_dynamics": (False, True),
+    "inverse_dynamics": (True, False),
+    "joint": (True, True),
+}
+
+
+class Sample(NamedTuple):
+    """What a sampler produced; the modality a mode does not denoise is None."""
+
+    actions: Tensor | None
+    future_latents: Tensor | None
+
+
+class UnifiedWorldModel(nn.Module):
+    def __init__(self, cfg: UWMConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.obs_encoder = ObservationEncoder(cfg)
+        self.autoencoder = build_autoencoder(cfg.autoencoder) if cfg.future_obs else None
+        if self.autoencoder is not None:
+            self.autoencoder.requires_grad_(False)  # frozen: trained at stage 0 or pretrained
+        self.denoiser = UWMDenoiser(cfg)
+        self.scheduler = DDIMScheduler(cfg.num_train_steps, cfg.num_inference_steps)
+
+    # ----- future frames <-> latents -----------------------------------------------------------
+    def encode_future(self, images: Tensor) -> Tensor:
+        """(B, V, T', 3, H, W) in [0, 1] -> normalised latents (B, V, C, T', h, w)."""
+        assert self.autoencoder is not None, "the DP baseline (future_obs: false) has no latents"
+        B, V, T = images.shape[:3]
+        z = self.autoencoder.encode(images.flatten(0, 2))  # (B*V*T', C, h, w)
+        return z.reshape(B, V, T, *z.shape[1:]).transpose(2, 3)
+
+    def decode_future(self, latents: Tensor) -> Tensor:
+        """Normalised latents (B, V, C, T', h, w) -> images (B, V, T', 3, H, W) in [0, 1]."""
+        assert self.autoencoder is not None, "the DP baseline (future_obs: false) has no latents"
+        B, V = latents.shape[:2]
+        x = self.autoencoder.decode(latents.transpose(2, 3).flatten(0, 2))  # (B*V*T', 3, H, W)
+        return x.reshape(B, V, -1, *x.shape[1:])
+
+    # ----- training ----------------------------------------------------------------------------
+    def loss(
+        self, batch: dict[str, Tensor], generator: torch.Generator | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
+        """MSE(ε_a) + MSE(ε_o') with independent uniform t_a, t_o'.
+
+        ``batch``: obs_images, actions, optional proprio, has_action (B,) bool (action-free
+        samples get t_a = T-1 and pure-noise actions; their action loss is masked unless
+        ``mask_action_free_loss`` is off), and future_latents or future_images (UWM only).
+        """
+        cfg, sched = self.cfg, self.scheduler
+        actions = batch["actions"]
+        B, dev = actions.shape[0], actions.device
+        has_action = batch.get("has_action", torch.ones(B, dtype=torch.bool, device=dev))
+        obs = self.obs_encoder(batch["obs_images"], batch.get("proprio"))
+
+        T = cfg.num_train_steps
+        t_a = torch.randint(0, T, (B,), device=dev, generator=generator)
+        t_a = torch.where(has_action, t_a, T - 1)
+        noise_a = torch.randn(actions.shape, device=dev, generator=generator)
+        noisy_a = torch.where(
+            _bcast(has_action, 3), sched.add_noise(actions, noise_a, t_a), noise_a
+        )
+
+        future = t_o = noise_o = None
+        if cfg.future_obs:
+            latents = batch.get("future_latents")
+            if latents is None:
+                with torch.no_grad():
+                    latents = self.encode_future(batch["future_images"])
+            t_o = torch.randint(0, T, (B,), device=dev, generator=generator)
+            noise_o = torch.randn(latents.shape, device=dev, generator=generator)
+            future = sched.add_noise(latents, noise_o, t_o)
+
+        eps_a, eps_o = self.denoiser(obs, noisy_a, t_a, future, t_o)
+        per_sample = F.mse_loss(eps_a, noise_a, reduction="none").mean(dim=(1, 2))  # (B,)
+        if cfg.mask_action_free_loss:
+            weight = has_action.float()
+            action_loss = (per_sample * weight).sum() / weight.sum().clamp(min=1)
+        else:
+            action_loss = per_sample.mean()
+        loss = action_loss
+        info = {"action_loss": action_loss.item()}
+        if eps_o is not None:
+            video_loss = F.mse_loss(eps_o, noise_o)
+            loss = loss + video_loss
+            info["video_loss"] = video_loss.item()
+        info["loss"] = loss.item()
+        return loss, info
+
+    # ----- sampling ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self,
+        mode: str,
+        obs_images: Tensor,
+        proprio: Tensor | None = None,
+        *,
+        actions: Tensor | None = None,
+        future_latents: Tensor | None = None,
+        noise_actions: Tensor | None = None,
+        noise_future: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        cache_obs_conditioning: bool = True,
+    ) -> Sample:
+        """Run ``num_inference_steps`` DDIM steps in ``mode`` (see the module table).
+
+        ``actions`` are required by (and only by) forward_dynamics, ``future_latents`` by
+        inverse_dynamics. The start noise is drawn from ``generator`` unless given, which makes
+        a sample reproducible and exportable. ``cache_obs_conditioning=False`` recomputes the
+        observation part of every adaLN modulation at each step, as the official code does.
+        """
+        self._check_mode_inputs(mode, actions, future_latents)
+        cfg, den = self.cfg, self.denoiser
+        B, dev = obs_images.shape[0], obs_images.device
+        a = _noise(noise_actions, (B, cfg.horizon, cfg.action_dim), dev, generator)
+        o = None
+        if cfg.future_obs:
+            o = _noise(noise_future, (B, *cfg.latent_shape), dev, generator)
+        if mode == "forward_dynamics":
+            a = actions
+        if mode == "inverse_dynamics":
+            o = future_latents
+
+        obs = self.obs_encoder(obs_images, proprio)
+        cond = den.condition(obs) if cache_obs_conditioning else None
+        denoise_a, denoise_o = _DENOISED[mode]
+        held_a = 0 if mode == "forward_dynamics" else cfg.marginal_t
+        held_o = 0 if mode == "inverse_dynamics" else cfg.marginal_t
+        for t in self.scheduler.timesteps:
+            t_a = torch.tensor(t if denoise_a else held_a, device=dev)
+            t_o = torch.tensor(t if denoise_o else held_o, device=dev)
+            c = cond if cond is not None else den.condition(obs)
+            eps_a, eps_o = den.denoise(c, a, t_a, o, t_o)
+            if denoise_a:
+                a = self.scheduler.step(eps_a, t, a)
+            if denoise_o:
+                assert eps_o is not None and o is not None
+                o = self.scheduler.step(eps_o, t, o)
+        return Sample(a if denoise_a else None, o if denoise_o else None)
+
+    def _check_mode_inputs(
+        self, mode: str, actions: Tensor | None, future_latents: Tensor | None
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown sampling mode {mode!r}; choose from {MODES}")
+        if not self.cfg.future_obs and mode != "policy":
+            raise ValueError(f"mode {mode!r} needs future_obs: true (this is the DP baseline)")
+        if (actions is not None) != (mode == "forward_dynamics"):
+            raise ValueError(f"mode {mode!r}: actions are given only to forward_dynamics")
+        if (future_latents is not None) != (mode == "inverse_dynamics"):
+            raise ValueError(f"mode {mode!r}: future_latents are given only to inverse_dynamics")
+
+
+def _bcast(mask: Tensor, ndim: int) -> Tensor:
+    return mask.reshape(-1, *([1] * (ndim - 1)))
+
+
+def _noise(
+    given: Tensor | None, shape: tuple[int, ...], device: torch.device, g: torch.Generator | None
+) -> Tensor:
+    if given is None:
+        return torch.randn(shape, device=device, generator=g)
+    if tuple(given.shape) != shape:
+        raise ValueError(f"noise has shape {tuple(given.shape)}, expected {shape}")
+    return given

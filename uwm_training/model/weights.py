@@ -1,0 +1,79 @@
+"""Save and load a model as one safetensors file whose metadata carries the config.
+
+As in nanoGPT, the checkpoint stores the model arguments, so loading needs no outside config.
+Writes are atomic (temp file + rename): a crash never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from .config import ConfigError, UWMConfig
+from .uwm import UnifiedWorldModel
+
+FORMAT = "uwm-model/1"
+
+
+class WeightsError(ValueError):
+    """A weights file is missing, corrupt, or does not match its config."""
+
+
+def save_model(model: UnifiedWorldModel, path: str | Path) -> None:
+    """Write weights + config to ``path`` (a .safetensors file) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "config": json.dumps(model.cfg.to_dict())}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def read_config(path: str | Path) -> UWMConfig:
+    """The config stored in a weights file, without loading any tensor."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as e:
+        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
+    if meta.get("format") != FORMAT or "config" not in meta:
+        raise WeightsError(f"{path}: no UWM config in its metadata (format {meta.get('format')!r})")
+    try:
+        return UWMConfig.from_dict(json.loads(meta["config"]))
+    except (json.JSONDecodeError, ConfigError, TypeError) as e:
+        raise WeightsError(f"{path}: stored config is invalid: {e}") from e
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> UnifiedWorldModel:
+    """Rebuild the model from the stored config and load its weights (strictly)."""
+    cfg = read_config(path)
+    model = UnifiedWorldModel(cfg)
+    try:
+        state = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as e:
+        raise WeightsError(f"{path}: cannot read tensors ({e})") from e
+    expected = model.state_dict()
+    problems = sorted(set(expected) ^ set(state))
+    problems += [
+        f"{k}: {tuple(v.shape)} != {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    if problems:
+        raise WeightsError(f"{path}: weights do not match the stored config: {problems[:5]}")
+    model.load_state_dict(state)
+    return model.to(device)
