@@ -89,7 +89,6 @@ def test_kl_training_reduces_reconstruction() -> None:
     assert info["loss"] == pytest.approx(info["recon"] + ae.cfg.kl_weight * info["kl"], rel=1e-5)
     after = recon()
     assert after * 3 < before, (before, after)
-    print("RATIO", before, after)
 
 
 # ----- diffusers adapter -------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def test_paper_preset_counts_385m_dit_parameters() -> None:
         den = UWMDenoiser(preset("paper"))
     n = sum(p.numel() for p in den.parameters())
     assert abs(n - 385e6) / 385e6 < 0.02, n
-    adaln = sum(p.numel() for m in den.adaln_layers() for p in m.parameters())
+    adaln = sum(p.numel() for m in (den.adaLN_obs, den.adaLN_t) for p in m.parameters())
     assert 0.74 < adaln / n < 0.78  # "≈76% in the adaLN Linears"
     assert preset("paper").num_video_tokens == 3 * 7 * 7
 
@@ -133,23 +133,18 @@ def test_policy_takes_no_future_frames(tiny_model: UnifiedWorldModel) -> None:
 
 
 def naive_denoise(den: UWMDenoiser, obs, action, t_a, future, t_o):  # type: ignore[no-untyped-def]
-    """Reference: the official computation, adaLN(SiLU([obs ⊕ temb])) in every block."""
-    cond = torch.cat(
-        [obs, den.t_embedder(t_a.expand(1), t_o.expand(1)).expand(obs.shape[0], -1)], 1
-    )
-    s = F.silu(cond)
-    x = torch.cat(
-        [
-            den.action_encoder(action),
-            den.patchifier.patchify(future),
-            den.registers.expand(obs.shape[0], -1, -1),
-        ],
-        1,
-    )
+    """Reference: the official computation, Linear(SiLU([obs ⊕ temb])) -> per-block modulation."""
+    B = obs.shape[0]
+    temb = den.t_embedder(t_a.expand(B), t_o.expand(B))
+    weight = torch.cat([den.adaLN_obs.weight, den.adaLN_t.weight], dim=1)  # Linear(cond -> M)
+    mods = F.linear(F.silu(torch.cat([obs, temb], 1)), weight, den.adaLN_obs.bias)
+    mods = mods.split(den.mod_sizes, dim=1)
+    registers = den.registers.expand(B, -1, -1)
+    x = torch.cat([den.action_encoder(action), den.patchifier.patchify(future), registers], 1)
     x = x + den.pos_embed
-    for block in den.blocks:
-        x = block(x, block.adaLN(s))
-    shift, scale = den.final_layer.adaLN(s).chunk(2, dim=1)
+    for block, mod in zip(den.blocks, mods):
+        x = block(x, mod)
+    shift, scale = mods[-1].chunk(2, dim=1)
     x = den.final_layer.linear(modulate(den.final_layer.norm(x), shift, scale))
     return den.action_decoder(x[:, : den.cfg.horizon])
 
@@ -157,11 +152,12 @@ def naive_denoise(den: UWMDenoiser, obs, action, t_a, future, t_o):  # type: ign
 def test_obs_conditioning_cache_equals_naive_computation(tiny_model: UnifiedWorldModel) -> None:
     cfg, den = tiny_model.cfg, tiny_model.denoiser
     obs = tiny_model.obs_encoder(*obs_inputs(cfg, 3))
-    cond = den.condition(obs)
-    for t_a, t_o in [(90, 99), (0, 40), (50, 50)]:
+    obs_cond = den.condition(obs)
+    t_cond = den.timestep_condition(torch.tensor([90, 0, 50]), torch.tensor([99, 40, 50]))
+    for i, (t_a, t_o) in enumerate([(90, 99), (0, 40), (50, 50)]):
         a, f = torch.randn(3, cfg.horizon, cfg.action_dim), torch.randn(3, *cfg.latent_shape)
         ta, to = torch.tensor(t_a), torch.tensor(t_o)
-        cached, _ = den.denoise(cond, a, ta, f, to)
+        cached, _ = den.denoise(obs_cond + t_cond[i], a, f)
         torch.testing.assert_close(
             cached, naive_denoise(den, obs, a, ta, f, to), atol=1e-5, rtol=1e-5
         )

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from uwm_training.model.config import AutoencoderConfig
+from .config import AutoencoderConfig
 
 
 class AutoencoderError(ValueError):

@@ -5,9 +5,10 @@ position embedding and full bidirectional attention. Every block is modulated (a
 ``cond = obs_features ⊕ timestep_embedding(t_action, t_video)``.
 
 Because SiLU is elementwise, each adaLN Linear splits exactly into an observation part and a
-timestep part: ``W·SiLU([obs ⊕ temb]) + b = W_obs·SiLU(obs) + b + W_t·SiLU(temb)``. The obs part
-is constant over a denoising loop, so ``condition(obs)`` computes it once for all blocks and
-``denoise`` adds only the small timestep part per step. ``forward`` is the plain one-shot call.
+timestep part: ``W·SiLU([obs ⊕ temb]) + b = W_obs·SiLU(obs) + b + W_t·SiLU(temb)``. Both are
+constant over a denoising loop's step i (the timesteps are fixed per mode), so a sampler calls
+``condition(obs)`` once per chunk and ``timestep_condition`` once for all steps, and each step
+is only the transformer (``denoise``). ``forward`` is the plain one-shot call.
 The network knows nothing of the noise schedule (see ``diffusion.py``).
 """
 
@@ -106,9 +107,9 @@ class Attention(nn.Module):
 
 
 class DiTBlock(nn.Module):
-    """Pre-norm transformer block with adaLN-Zero modulation from the condition vector."""
+    """Pre-norm transformer block modulated adaLN-Zero style by ``mod`` (shift/scale/gate x2)."""
 
-    def __init__(self, dim: int, cond_dim: int, num_heads: int, mlp_ratio: float):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(dim, num_heads)
@@ -117,10 +118,9 @@ class DiTBlock(nn.Module):
         self.mlp = nn.Sequential(
             nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim)
         )
-        self.adaLN = nn.Linear(cond_dim, 6 * dim)  # applied to SiLU(cond)
 
     def forward(self, x: Tensor, mod: Tensor) -> Tensor:
-        """x (B, N, D); mod (B, 6D) = adaLN(SiLU(cond))."""
+        """x (B, N, D); mod (B, 6D), this block's slice of the adaLN modulation."""
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=1)
         x = x + gate1.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift1, scale1))
         x = x + gate2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift2, scale2))
@@ -130,11 +130,10 @@ class DiTBlock(nn.Module):
 class FinalLayer(nn.Module):
     """LayerNorm + adaLN shift/scale + zero-initialised Linear(D -> D) before the decoders."""
 
-    def __init__(self, dim: int, cond_dim: int):
+    def __init__(self, dim: int):
         super().__init__()
         self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.linear = nn.Linear(dim, dim)
-        self.adaLN = nn.Linear(cond_dim, 2 * dim)
 
     def forward(self, x: Tensor, mod: Tensor) -> Tensor:
         shift, scale = mod.chunk(2, dim=1)
@@ -147,14 +146,18 @@ class FinalLayer(nn.Module):
 
 
 class UWMDenoiser(nn.Module):
-    """Predicts the noise of actions and future latents, each at its own diffusion timestep."""
+    """Predicts the noise of actions and future latents, each at its own diffusion timestep.
+
+    The adaLN Linear(cond -> 6D) of every block and the final layer's Linear(cond -> 2D) are
+    stored together, split by input columns: ``adaLN_obs`` (obs features, with the bias) and
+    ``adaLN_t`` (timestep embedding). Same function and parameter count as per-block
+    Linear(SiLU([obs ⊕ temb])), but each part is one contiguous matmul for the whole network.
+    """
 
     def __init__(self, cfg: UWMConfig):
         super().__init__()
         self.cfg = cfg
         D = cfg.embed_dim
-        self.obs_dim = cfg.obs_feature_dim
-        cond_dim = self.obs_dim + cfg.timestep_embed_dim
         hidden = int(max(cfg.action_dim, D) * cfg.mlp_ratio)
         self.action_encoder = action_mlp(cfg.action_dim, hidden, D)
         self.action_decoder = action_mlp(D, hidden, cfg.action_dim)
@@ -165,58 +168,50 @@ class UWMDenoiser(nn.Module):
         num_tokens = cfg.horizon + cfg.num_video_tokens + num_registers
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, D))
         self.blocks = nn.ModuleList(
-            DiTBlock(D, cond_dim, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth)
+            DiTBlock(D, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth)
         )
-        self.final_layer = FinalLayer(D, cond_dim)
+        self.final_layer = FinalLayer(D)
+        self.mod_sizes = [6 * D] * cfg.depth + [2 * D]
+        self.adaLN_obs = nn.Linear(cfg.obs_feature_dim, sum(self.mod_sizes))
+        self.adaLN_t = nn.Linear(cfg.timestep_embed_dim, sum(self.mod_sizes), bias=False)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
         def _basic_init(module: nn.Module) -> None:
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
         self.apply(_basic_init)
         nn.init.normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.registers, std=0.02)
         if self.patchifier is not None:  # initialise the patch conv like a Linear
-            w = self.patchifier.encoder.weight
-            nn.init.normal_(w.view(w.shape[0], -1), std=0.02)
-            nn.init.zeros_(self.patchifier.encoder.bias)
+            conv = self.patchifier.encoder
+            nn.init.normal_(conv.weight.view(conv.weight.shape[0], -1), std=0.02)
+            nn.init.zeros_(conv.get_parameter("bias"))
         # adaLN-Zero: every block starts as the identity, the output layer at zero.
-        for layer in self.adaln_layers():
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        nn.init.zeros_(self.adaLN_obs.weight)
+        nn.init.zeros_(self.adaLN_obs.bias)
+        nn.init.zeros_(self.adaLN_t.weight)
         nn.init.zeros_(self.final_layer.linear.weight)
         nn.init.zeros_(self.final_layer.linear.bias)
 
-    def adaln_layers(self) -> list[nn.Linear]:
-        return [b.adaLN for b in self.blocks] + [self.final_layer.adaLN]
-
     def condition(self, obs: Tensor) -> Tensor:
-        """Observation part of every adaLN modulation, once per chunk: (B, obs_dim) -> (B, M)."""
-        s = F.silu(obs)
-        return torch.cat(
-            [F.linear(s, m.weight[:, : self.obs_dim], m.bias) for m in self.adaln_layers()], 1
-        )
+        """Observation part of all adaLN modulations (with bias): (B, obs_dim) -> (B, M)."""
+        return self.adaLN_obs(F.silu(obs))
+
+    def timestep_condition(self, t_action: Tensor, t_video: Tensor | None = None) -> Tensor:
+        """Timestep part of all adaLN modulations: (S,) timesteps -> (S, M)."""
+        timesteps = (t_action,) if self.patchifier is None else (t_action, t_video)
+        return self.adaLN_t(F.silu(self.t_embedder(*timesteps)))
 
     def denoise(
-        self,
-        obs_cond: Tensor,
-        action: Tensor,
-        t_action: Tensor,
-        future: Tensor | None = None,
-        t_video: Tensor | None = None,
+        self, cond: Tensor, action: Tensor, future: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
-        """One denoiser pass given ``condition(obs)``; returns (eps_action, eps_future)."""
+        """One pass given cond = condition(obs) + timestep_condition(...); -> (ε_a, ε_o')."""
         B = action.shape[0]
-        timesteps = (t_action,) if self.patchifier is None else (t_action, t_video)
-        temb = F.silu(self.t_embedder(*[t.expand(B) for t in timesteps]))  # (B, Dt)
-        mods = [
-            part + F.linear(temb, m.weight[:, self.obs_dim :])
-            for part, m in zip(obs_cond.split(self._mod_sizes(), 1), self.adaln_layers())
-        ]
-
+        mods = cond.expand(B, -1).split(self.mod_sizes, dim=1)
         tokens = [self.action_encoder(action)]  # (B, h_a, D)
         if self.patchifier is not None:
             assert future is not None, "UWM needs future latents (noise in policy mode)"
@@ -242,8 +237,8 @@ class UWMDenoiser(nn.Module):
         future: Tensor | None = None,
         t_video: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """One-shot pass from observation features (training, and the uncached baseline)."""
-        return self.denoise(self.condition(obs), action, t_action, future, t_video)
-
-    def _mod_sizes(self) -> list[int]:
-        return [m.out_features for m in self.adaln_layers()]
+        """One-shot pass: obs features (B, obs_dim), timesteps (B,) or scalars."""
+        B = action.shape[0]
+        t_video = None if t_video is None else t_video.expand(B)
+        cond = self.condition(obs) + self.timestep_condition(t_action.expand(B), t_video)
+        return self.denoise(cond, action, future)

@@ -26,16 +26,14 @@ def count(module: nn.Module | None) -> int:
 
 def parameter_counts(model: UnifiedWorldModel) -> dict[str, int]:
     den = model.denoiser
-    adaln = sum(count(m) for m in den.adaln_layers())
+    adaln = count(den.adaLN_obs) + count(den.adaLN_t)
     return {
         "obs_encoder": count(model.obs_encoder),
         "autoencoder (frozen)": count(model.autoencoder),
         "denoiser (DiT)": count(den),
         "  adaLN modulation": adaln,
-        "  blocks without adaLN": sum(count(b) for b in den.blocks)
-        - adaln
-        + count(den.final_layer.adaLN),
-        "  final layer": count(den.final_layer) - count(den.final_layer.adaLN),
+        "  transformer blocks": sum(count(b) for b in den.blocks),
+        "  final layer": count(den.final_layer),
         "  timestep embedder": count(den.t_embedder),
         "  action encoder+decoder": count(den.action_encoder) + count(den.action_decoder),
         "  video patchifier": count(den.patchifier),

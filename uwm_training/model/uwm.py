@@ -116,7 +116,7 @@ class UnifiedWorldModel(nn.Module):
             action_loss = per_sample.mean()
         loss = action_loss
         info = {"action_loss": action_loss.item()}
-        if eps_o is not None:
+        if eps_o is not None and noise_o is not None:
             video_loss = F.mse_loss(eps_o, noise_o)
             loss = loss + video_loss
             info["video_loss"] = video_loss.item()
@@ -143,7 +143,7 @@ class UnifiedWorldModel(nn.Module):
         ``actions`` are required by (and only by) forward_dynamics, ``future_latents`` by
         inverse_dynamics. The start noise is drawn from ``generator`` unless given, which makes
         a sample reproducible and exportable. ``cache_obs_conditioning=False`` recomputes the
-        observation part of every adaLN modulation at each step, as the official code does.
+        whole adaLN conditioning at every step, as the official code does.
         """
         self._check_mode_inputs(mode, actions, future_latents)
         cfg, den = self.cfg, self.denoiser
@@ -152,21 +152,29 @@ class UnifiedWorldModel(nn.Module):
         o = None
         if cfg.future_obs:
             o = _noise(noise_future, (B, *cfg.latent_shape), dev, generator)
-        if mode == "forward_dynamics":
+        if actions is not None:  # forward_dynamics
             a = actions
-        if mode == "inverse_dynamics":
+        if future_latents is not None:  # inverse_dynamics
             o = future_latents
 
-        obs = self.obs_encoder(obs_images, proprio)
-        cond = den.condition(obs) if cache_obs_conditioning else None
         denoise_a, denoise_o = _DENOISED[mode]
-        held_a = 0 if mode == "forward_dynamics" else cfg.marginal_t
-        held_o = 0 if mode == "inverse_dynamics" else cfg.marginal_t
-        for t in self.scheduler.timesteps:
-            t_a = torch.tensor(t if denoise_a else held_a, device=dev)
-            t_o = torch.tensor(t if denoise_o else held_o, device=dev)
-            c = cond if cond is not None else den.condition(obs)
-            eps_a, eps_o = den.denoise(c, a, t_a, o, t_o)
+        marginal_t = cfg.marginal_t
+        assert marginal_t is not None  # resolved to T-1 by the config
+        held_a = 0 if mode == "forward_dynamics" else marginal_t
+        held_o = 0 if mode == "inverse_dynamics" else marginal_t
+        steps = torch.tensor(self.scheduler.timesteps, device=dev)
+        t_a = steps if denoise_a else torch.full_like(steps, held_a)  # (S,) one per step
+        t_o = steps if denoise_o else torch.full_like(steps, held_o)
+
+        obs = self.obs_encoder(obs_images, proprio)  # (B, obs_dim)
+        if cache_obs_conditioning:  # both adaLN parts once per chunk; steps are pure DiT
+            obs_cond = den.condition(obs)  # (B, M)
+            t_cond = den.timestep_condition(t_a, t_o if cfg.future_obs else None)  # (S, M)
+        for i, t in enumerate(self.scheduler.timesteps):
+            if cache_obs_conditioning:
+                eps_a, eps_o = den.denoise(obs_cond + t_cond[i], a, o)
+            else:
+                eps_a, eps_o = den(obs, a, t_a[i], o, t_o[i] if cfg.future_obs else None)
             if denoise_a:
                 a = self.scheduler.step(eps_a, t, a)
             if denoise_o:

@@ -56,16 +56,18 @@ class ResNet18(nn.Module):
         self.bn1 = group_norm(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        widths, c_in = (64, 128, 256, 512), 64
-        for i, c_out in enumerate(widths):
-            stride = 1 if i == 0 else 2
-            layer = nn.Sequential(BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out, 1))
-            self.add_module(f"layer{i + 1}", layer)
-            c_in = c_out
+        self.layer1 = self._stage(64, 64, stride=1)
+        self.layer2 = self._stage(64, 128, stride=2)
+        self.layer3 = self._stage(128, 256, stride=2)
+        self.layer4 = self._stage(256, 512, stride=2)
         self.fc = nn.Linear(512, out_dim)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    @staticmethod
+    def _stage(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (N, 64, H/4, W/4)
@@ -105,6 +107,9 @@ class ObservationEncoder(nn.Module):
     One ResNet is shared by all views and frames (as in the official code); the concatenation
     order (view-major, then frame) tells the DiT which feature is which.
     """
+
+    mean: Tensor
+    std: Tensor
 
     def __init__(self, cfg: UWMConfig, imagenet_weights: str | Path | None = None):
         super().__init__()
