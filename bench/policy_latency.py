@@ -7,7 +7,7 @@ Medians over ``--runs`` timed calls after warm-up; every ratio is against the ba
 same run. Prints a table and writes JSON.
 
 Examples:
-    python bench/policy_latency.py                      # small preset on CPU
+    python bench/policy_latency.py                      # small on CPU (+ paper on CUDA if present)
     python bench/policy_latency.py --runs 50 --variants official-fp32,cached-bf16
     python bench/policy_latency.py --preset paper --device cuda
 """
@@ -99,9 +99,8 @@ def time_fn(fn: Callable[[], torch.Tensor], runs: int, warmup: int, device: str)
     return times
 
 
-def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
-    device = args.device
-    model = build_model(args.preset, device)
+def run(args: argparse.Namespace, preset_name: str, device: str) -> dict:  # type: ignore[type-arg]
+    model = build_model(preset_name, device)
     cfg = model.cfg
     g = torch.Generator().manual_seed(1)
     S, B = cfg.image_size, args.batch_size
@@ -140,7 +139,7 @@ def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         r["speedup_vs_baseline"] = base / r["median_ms"]
     return {
         "benchmark": "policy_latency",
-        "preset": args.preset,
+        "preset": preset_name,
         "device": device,
         "batch_size": B,
         "runs": args.runs,
@@ -177,8 +176,12 @@ def main(argv: list[str] | None = None) -> int:
         epilog=__doc__.split("\n\n")[-1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--preset", choices=("small", "paper"), default="small")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--preset",
+        choices=("small", "paper"),
+        help="default: small on CPU, and paper on CUDA when a GPU is present",
+    )
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: see --preset)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
@@ -193,10 +196,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
-    result = run(args)
-    print_table(result)
+    if args.preset or args.device:
+        jobs = [(args.preset or "small", args.device or "cpu")]
+    else:
+        jobs = [("small", "cpu")] + ([("paper", "cuda")] if torch.cuda.is_available() else [])
+    results = [run(args, name, device) for name, device in jobs]
+    for result in results:
+        print_table(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    args.out.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {args.out}")
     return 0
 
