@@ -16,6 +16,7 @@ Shapes: obs images (B, V, h_o, 3, H, W) in [0, 1]; proprio (B, h_o, P) and actio
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -48,10 +49,13 @@ class Sample(NamedTuple):
 
 
 class UnifiedWorldModel(nn.Module):
-    def __init__(self, cfg: UWMConfig):
+    """The whole model; ``imagenet_weights`` (a local torchvision resnet18 state dict) only
+    initialises a new model's ResNet, so it is not part of the config."""
+
+    def __init__(self, cfg: UWMConfig, imagenet_weights: str | Path | None = None):
         super().__init__()
         self.cfg = cfg
-        self.obs_encoder = ObservationEncoder(cfg)
+        self.obs_encoder = ObservationEncoder(cfg, imagenet_weights)
         self.autoencoder = build_autoencoder(cfg.autoencoder) if cfg.future_obs else None
         if self.autoencoder is not None:
             self.autoencoder.requires_grad_(False)  # frozen: trained at stage 0 or pretrained
