@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 from torch import Tensor
 
 
@@ -28,24 +27,21 @@ def squaredcos_cap_v2_betas(num_train_steps: int, max_beta: float = 0.999) -> Te
     return torch.tensor(betas, dtype=torch.float32)
 
 
-class DDIMScheduler(nn.Module):
+class DDIMScheduler:
     """Forward noising for training and the deterministic DDIM update for sampling.
 
-    The cumulative alphas are a (non-persistent) buffer so the scheduler follows the model's
-    device and never lands in a checkpoint: it is fully defined by the config.
+    Fully defined by the config, so it holds no parameters or buffers: its fp32 table stays
+    fp32 when a model is cast to bf16/fp16 (DDIM coefficients in bf16 would lose 3 digits)
+    and never lands in a checkpoint. The table follows the input's device.
     """
 
-    alphas_cumprod: Tensor
-
     def __init__(self, num_train_steps: int = 100, num_inference_steps: int = 10):
-        super().__init__()
         self.num_train_steps = num_train_steps
         self.num_inference_steps = num_inference_steps
         # float32 cumprod, as diffusers does, so both agree to the last bit.
         alphas_cumprod = torch.cumprod(1 - squaredcos_cap_v2_betas(num_train_steps), dim=0)
         # Index -1 holds alpha_prod of the step "before t=0": 1.0 (set_alpha_to_one).
-        table = torch.cat([alphas_cumprod, torch.ones(1)])
-        self.register_buffer("alphas_cumprod", table, persistent=False)
+        self.alphas_cumprod = torch.cat([alphas_cumprod, torch.ones(1)])
 
     @property
     def timesteps(self) -> list[int]:
@@ -54,8 +50,9 @@ class DDIMScheduler(nn.Module):
         return [i * ratio for i in reversed(range(self.num_inference_steps))]
 
     def _alpha(self, t: Tensor, ndim: int) -> Tensor:
-        """alpha_bar[t] per sample, shaped to broadcast over a tensor of rank ``ndim``."""
-        return self.alphas_cumprod[t].reshape(-1, *([1] * (ndim - 1)))
+        """alpha_bar[t] per sample (fp32), shaped to broadcast over a tensor of rank ``ndim``."""
+        table = self.alphas_cumprod.to(t.device)
+        return table[t].reshape(-1, *([1] * (ndim - 1)))
 
     def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
         """q(x_t | x_0) = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε; ``t`` is (B,) long."""

@@ -53,7 +53,9 @@ class TimestepEmbedder(nn.Module):
         )
 
     def forward(self, *timesteps: Tensor) -> Tensor:
-        return self.mlp(torch.cat([sinusoidal_embedding(t, self.dim) for t in timesteps], -1))
+        emb = torch.cat([sinusoidal_embedding(t, self.dim) for t in timesteps], -1)
+        dtype = next(self.mlp.parameters()).dtype  # fp32 features into bf16/fp16 weights
+        return self.mlp(emb.to(dtype))
 
 
 class VideoPatchifier(nn.Module):

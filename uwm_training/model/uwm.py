@@ -74,7 +74,9 @@ class UnifiedWorldModel(nn.Module):
         """Normalised latents (B, V, C, T', h, w) -> images (B, V, T', 3, H, W) in [0, 1]."""
         assert self.autoencoder is not None, "the DP baseline (future_obs: false) has no latents"
         B, V = latents.shape[:2]
-        x = self.autoencoder.decode(latents.transpose(2, 3).flatten(0, 2))  # (B*V*T', 3, H, W)
+        dtype = next(self.autoencoder.parameters()).dtype  # fp32, or bf16/fp16 for engines
+        z = latents.transpose(2, 3).flatten(0, 2).to(dtype)  # (B*V*T', C, h, w)
+        x = self.autoencoder.decode(z).float()  # (B*V*T', 3, H, W)
         return x.reshape(B, V, -1, *x.shape[1:])
 
     # ----- training ----------------------------------------------------------------------------
@@ -170,20 +172,29 @@ class UnifiedWorldModel(nn.Module):
         t_a = steps if denoise_a else torch.full_like(steps, held_a)  # (S,) one per step
         t_o = steps if denoise_o else torch.full_like(steps, held_o)
 
-        obs = self.obs_encoder(obs_images, proprio)  # (B, obs_dim)
+        # The network computes in its weights' dtype (fp32, or bf16/fp16 for engines); the
+        # DDIM update always runs in fp32.
+        dtype = den.adaLN_obs.weight.dtype
+
+        def net(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x.to(dtype)
+
+        obs = self.obs_encoder(obs_images.to(dtype), net(proprio))  # (B, obs_dim)
         if cache_obs_conditioning:  # both adaLN parts once per chunk; steps are pure DiT
             obs_cond = den.condition(obs)  # (B, M)
             t_cond = den.timestep_condition(t_a, t_o if cfg.future_obs else None)  # (S, M)
         for i, t in enumerate(self.scheduler.timesteps):
             if cache_obs_conditioning:
-                eps_a, eps_o = den.denoise(obs_cond + t_cond[i], a, o)
+                eps_a, eps_o = den.denoise(obs_cond + t_cond[i], a.to(dtype), net(o))
             else:
-                eps_a, eps_o = den(obs, a, t_a[i], o, t_o[i] if cfg.future_obs else None)
+                eps_a, eps_o = den(
+                    obs, a.to(dtype), t_a[i], net(o), t_o[i] if cfg.future_obs else None
+                )
             if denoise_a:
-                a = self.scheduler.step(eps_a, t, a)
+                a = self.scheduler.step(eps_a.float(), t, a)
             if denoise_o:
                 assert eps_o is not None and o is not None
-                o = self.scheduler.step(eps_o, t, o)
+                o = self.scheduler.step(eps_o.float(), t, o)
         return Sample(a if denoise_a else None, o if denoise_o else None)
 
     def _check_mode_inputs(
