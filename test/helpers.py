@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from uwm_training.model import AutoencoderConfig, UWMConfig
+from uwm_training.model import AutoencoderConfig, PolicySpec, UWMConfig
 
 
 def tiny_config(**overrides: object) -> UWMConfig:
@@ -45,3 +45,22 @@ def make_batch(cfg: UWMConfig, batch_size: int = 2, seed: int = 0) -> dict[str, 
     if cfg.proprio_dim:
         batch["proprio"] = torch.rand(B, cfg.n_obs_steps, cfg.proprio_dim, generator=g)
     return batch
+
+
+def tiny_spec(cfg: UWMConfig) -> PolicySpec:
+    """Names and non-trivial statistics, so unnormalisation visibly changes the numbers."""
+    return PolicySpec(
+        fps=10.0,
+        action_names=tuple(f"a{i}" for i in range(cfg.action_dim)),
+        proprio_names=tuple(f"joint{i}" for i in range(cfg.proprio_dim)),
+        normalization={
+            "actions": {
+                "min": [-2.0 - i for i in range(cfg.action_dim)],
+                "max": [3.0] * cfg.action_dim,
+            },
+            "proprio": {
+                "min": [-1.0] * cfg.proprio_dim,
+                "max": [0.5 + i for i in range(cfg.proprio_dim)],
+            },
+        },
+    )

@@ -2,7 +2,8 @@
 
 Examples:
     uwm model-info --preset paper
-    uwm model-info --preset small --batch-size 8
+    uwm export runs/small/ema.safetensors --out bundles/small
+    uwm bundle check bundles/small
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+
+from .export.cli import register as register_export
 
 
 def _cmd_model_info(args: argparse.Namespace) -> int:
@@ -45,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=("paper", "small"), default="small")
     p.add_argument("--batch-size", type=int, default=1, help="batch size for the FLOP count")
     p.set_defaults(func=_cmd_model_info)
+    register_export(sub)
     return parser
 
 

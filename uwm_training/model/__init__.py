@@ -1,13 +1,14 @@
 """The Unified World Model network, its diffusion and its input contract."""
 
-from .config import AutoencoderConfig, ConfigError, UWMConfig, preset
+from .config import AutoencoderConfig, ConfigError, PolicySpec, UWMConfig, preset
 from .diffusion import DDIMScheduler
 from .dit import UWMDenoiser
 from .uwm import MODES, Sample, UnifiedWorldModel
-from .weights import WeightsError, load_model, read_config, save_model
+from .weights import WeightsError, load_model, read_config, read_spec, save_model
 
 __all__ = [
     "MODES",
+    "PolicySpec",
     "AutoencoderConfig",
     "ConfigError",
     "DDIMScheduler",
@@ -19,5 +20,6 @@ __all__ = [
     "load_model",
     "preset",
     "read_config",
+    "read_spec",
     "save_model",
 ]

@@ -200,6 +200,52 @@ def _from_dict(cls: Any, d: dict[str, Any], where: str) -> Any:
     return cls(**d)
 
 
+@dataclass
+class PolicySpec:
+    """The raw-unit interface of a trained model, taken from its dataset; travels with weights.
+
+    Args:
+        fps: control rate the model was trained at (one action per 1/fps seconds).
+        action_names: one name per action dimension (joints or end-effector axes).
+        proprio_names: joint names of the proprio input, in order (empty without proprio).
+        normalization: per key ("actions", "proprio") the dataset statistics, at least
+            ``min`` and ``max`` lists (see ``contract.Normalizer``).
+    """
+
+    fps: float
+    action_names: tuple[str, ...]
+    proprio_names: tuple[str, ...] = ()
+    normalization: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.action_names = tuple(self.action_names)
+        self.proprio_names = tuple(self.proprio_names)
+        if self.fps <= 0:
+            raise ConfigError(f"spec.fps must be > 0, got {self.fps}")
+
+    def check(self, cfg: UWMConfig) -> None:
+        """Raise unless names and statistics fit the model's action/proprio sizes."""
+        sizes = {"actions": cfg.action_dim, "proprio": cfg.proprio_dim}
+        names = {"actions": self.action_names, "proprio": self.proprio_names}
+        for key, size in sizes.items():
+            if len(names[key]) != size:
+                raise ConfigError(f"spec has {len(names[key])} {key} names, model expects {size}")
+            if not size:
+                continue
+            stats = self.normalization.get(key)
+            if stats is None or any(len(stats.get(s, ())) != size for s in ("min", "max")):
+                raise ConfigError(f"spec.normalization[{key!r}] needs min/max of length {size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["action_names"], d["proprio_names"] = list(self.action_names), list(self.proprio_names)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PolicySpec:
+        return _from_dict(cls, d, "spec")
+
+
 # ----- presets ----------------------------------------------------------------------------------
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper / official configuration: 3 cameras at 224^2, SDXL-shaped latents 28x28x4,

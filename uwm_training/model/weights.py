@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .config import ConfigError, UWMConfig
+from .config import ConfigError, PolicySpec, UWMConfig
 from .uwm import UnifiedWorldModel
 
 FORMAT = "uwm-model/1"
@@ -25,12 +25,15 @@ class WeightsError(ValueError):
     """A weights file is missing, corrupt, or does not match its config."""
 
 
-def save_model(model: UnifiedWorldModel, path: str | Path) -> None:
-    """Write weights + config to ``path`` (a .safetensors file) atomically."""
+def save_model(model: UnifiedWorldModel, path: str | Path, spec: PolicySpec | None = None) -> None:
+    """Write weights + config (+ the dataset's names/normalisation) to ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "config": json.dumps(model.cfg.to_dict())}
+    if spec is not None:
+        spec.check(model.cfg)
+        meta["spec"] = json.dumps(spec.to_dict())
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -40,9 +43,7 @@ def save_model(model: UnifiedWorldModel, path: str | Path) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def read_config(path: str | Path) -> UWMConfig:
-    """The config stored in a weights file, without loading any tensor."""
-    path = Path(path)
+def _metadata(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
     try:
@@ -52,16 +53,32 @@ def read_config(path: str | Path) -> UWMConfig:
         raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
     if meta.get("format") != FORMAT or "config" not in meta:
         raise WeightsError(f"{path}: no UWM config in its metadata (format {meta.get('format')!r})")
+    return meta
+
+
+def read_config(path: str | Path) -> UWMConfig:
+    """The config stored in a weights file, without loading any tensor."""
+    meta = _metadata(Path(path))
     try:
         return UWMConfig.from_dict(json.loads(meta["config"]))
     except (json.JSONDecodeError, ConfigError, TypeError) as e:
         raise WeightsError(f"{path}: stored config is invalid: {e}") from e
 
 
+def read_spec(path: str | Path) -> PolicySpec | None:
+    """The dataset spec (names, fps, normalisation) stored with the weights, if any."""
+    meta = _metadata(Path(path))
+    if "spec" not in meta:
+        return None
+    try:
+        return PolicySpec.from_dict(json.loads(meta["spec"]))
+    except (json.JSONDecodeError, ConfigError, TypeError) as e:
+        raise WeightsError(f"{path}: stored spec is invalid: {e}") from e
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> UnifiedWorldModel:
     """Rebuild the model from the stored config and load its weights (strictly)."""
-    cfg = read_config(path)
-    model = UnifiedWorldModel(cfg)
+    model = UnifiedWorldModel(read_config(path))
     try:
         state = load_file(str(path), device=str(device))
     except (SafetensorError, OSError) as e:

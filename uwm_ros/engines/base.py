@@ -1,0 +1,170 @@
+"""One engine interface for every backend; pre/post-processing is shared code, not per backend.
+
+An engine takes raw observations (uint8 camera frames of any size, joint positions in robot
+units) and returns unnormalised actions and uint8 predicted frames. Everything between — the
+model's input contract (``uwm_training.model.contract``) and the start noise — lives here, so
+backends differ only in how they run a sampling loop and the latent decoder.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from uwm_training.export.bundle import Manifest, read_manifest
+from uwm_training.model.contract import ContractError, fit_image, image_tensor, normalizers
+
+LOOP_OUTPUTS = {
+    "policy": ("actions",),
+    "inverse_dynamics": ("actions",),
+    "video": ("future_latents",),
+    "forward_dynamics": ("future_latents",),
+    "joint": ("actions", "future_latents"),
+}
+
+
+class EngineError(RuntimeError):
+    """An engine cannot be loaded or cannot run the request."""
+
+
+class Observation(NamedTuple):
+    """Raw inputs: per camera the last h_o frames (h_o, H, W, 3) uint8 RGB, oldest first, and
+    joint positions (h_o, P) in robot units (None for a model without proprio)."""
+
+    images: Mapping[str, np.ndarray]
+    joint_positions: np.ndarray | None = None
+
+
+class Prediction(NamedTuple):
+    """Unnormalised actions (h_a, d_a) and/or predicted frames per camera (h_o', S, S, 3) uint8."""
+
+    actions: np.ndarray | None
+    frames: dict[str, np.ndarray] | None
+    inference_ms: float
+
+
+class Engine(ABC):
+    """Load a bundle once, then ``policy``/``predict`` per control cycle."""
+
+    backend = "abstract"
+
+    def __init__(self, bundle: str | Path, device: str = "cpu", precision: str = "fp32"):
+        self.root = Path(bundle)
+        self.manifest: Manifest = read_manifest(self.root)
+        self.cfg = self.manifest.model
+        self.device, self.precision = device, precision
+        keys = ["actions"] + (["proprio"] if self.cfg.proprio_dim else [])
+        self.normalizers = normalizers(self.manifest.spec.normalization, keys)
+        self.rng = np.random.default_rng(0)
+
+    # ----- backend hooks ---------------------------------------------------------------------
+    @abstractmethod
+    def run_loop(self, mode: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one mode's full DDIM loop on normalised float32 inputs (graph input names)."""
+
+    @abstractmethod
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """Normalised latents (1, V, C, T', h, w) -> frames (1, V, T', 3, S, S) in [0, 1]."""
+
+    # ----- shared API ------------------------------------------------------------------------
+    def warmup(self, runs: int = 2) -> None:
+        """Run the policy on a synthetic observation so first-call costs are paid up front."""
+        S, h_o = self.cfg.image_size, self.cfg.n_obs_steps
+        frames = {c: np.zeros((h_o, S, S, 3), np.uint8) for c in self.cfg.cameras}
+        joints = np.zeros((h_o, self.cfg.proprio_dim), np.float32) if self.cfg.proprio_dim else None
+        for _ in range(runs):
+            self.policy(Observation(frames, joints))
+
+    def policy(self, obs: Observation, noise: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """One action chunk (h_a, d_a) in robot units."""
+        actions = self.predict(obs, "policy", noise=noise).actions
+        assert actions is not None
+        return actions
+
+    def predict(
+        self,
+        obs: Observation,
+        mode: str,
+        actions: np.ndarray | None = None,
+        future_latents: np.ndarray | None = None,
+        noise: Mapping[str, np.ndarray] | None = None,
+        decode: bool = True,
+    ) -> Prediction:
+        """Sample in ``mode``: forward_dynamics takes ``actions`` (h_a, d_a) in robot units,
+        inverse_dynamics takes normalised ``future_latents``; ``noise`` overrides the start
+        noise (keys noise_actions / noise_future, shapes as the loop graph's inputs)."""
+        if mode not in self.manifest.modes:
+            raise EngineError(
+                f"{self.root}: bundle has no {mode!r} loop (has {self.manifest.modes})"
+            )
+        inputs = self.prepare(obs)
+        inputs |= self._noise(noise)
+        if mode == "forward_dynamics":
+            if actions is None:
+                raise EngineError("forward_dynamics needs actions")
+            inputs["actions"] = self._normalized("actions", actions)[None]
+        if mode == "inverse_dynamics":
+            if future_latents is None:
+                raise EngineError("inverse_dynamics needs future_latents")
+            inputs["future_latents"] = np.asarray(future_latents, np.float32)
+        t0 = time.perf_counter()
+        out = self.run_loop(mode, inputs)
+        frames = None
+        if "future_latents" in out and decode:
+            decoded = self.decode(out["future_latents"])[0]  # (V, T', 3, S, S)
+            u8 = (decoded.transpose(0, 1, 3, 4, 2) * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+            frames = {cam: u8[v] for v, cam in enumerate(self.cfg.cameras)}
+        ms = (time.perf_counter() - t0) * 1e3
+        acts = out.get("actions")
+        if acts is not None:
+            acts = self.normalizers["actions"].unnormalize(acts[0].astype(np.float64))
+            acts = acts.astype(np.float32)
+        return Prediction(acts, frames, ms)
+
+    def prepare(self, obs: Observation) -> dict[str, np.ndarray]:
+        """Raw observation -> normalised float32 graph inputs (batch 1): the shared contract."""
+        cfg = self.cfg
+        missing = [c for c in cfg.cameras if c not in obs.images]
+        if missing:
+            raise ContractError(f"observation lacks cameras {missing} (has {sorted(obs.images)})")
+        views = []
+        for cam in cfg.cameras:
+            frames = np.asarray(obs.images[cam])
+            if frames.ndim != 4 or frames.shape[0] != cfg.n_obs_steps:
+                want = f"({cfg.n_obs_steps}, H, W, 3)"
+                raise ContractError(f"camera {cam!r}: expected {want} frames, got {frames.shape}")
+            views.append(np.stack([fit_image(f, cfg.image_size) for f in frames]))
+        images = image_tensor(np.stack(views)[None]).numpy()  # (1, V, h_o, 3, S, S)
+        inputs = {"images": images}
+        if cfg.proprio_dim:
+            if obs.joint_positions is None:
+                raise ContractError(
+                    f"model needs joint positions for {self.manifest.spec.proprio_names}"
+                )
+            joints = np.asarray(obs.joint_positions, np.float64)
+            want_shape = (cfg.n_obs_steps, cfg.proprio_dim)
+            if joints.shape != want_shape:
+                raise ContractError(f"joint_positions: expected {want_shape}, got {joints.shape}")
+            inputs["proprio"] = self._normalized("proprio", joints)[None]
+        return inputs
+
+    def _normalized(self, key: str, x: np.ndarray) -> np.ndarray:
+        return self.normalizers[key].normalize(np.asarray(x, np.float64)).astype(np.float32)
+
+    def _noise(self, given: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        cfg = self.cfg
+        shapes: dict[str, tuple[int, ...]] = {"noise_actions": (1, cfg.horizon, cfg.action_dim)}
+        if cfg.future_obs:
+            shapes["noise_future"] = (1, *cfg.latent_shape)
+        if given is not None:
+            got = {k: np.shape(given[k]) if k in given else None for k in shapes}
+            bad = {k: g for k, g in got.items() if g != shapes[k]}
+            if bad:
+                raise EngineError(f"noise must have shapes {shapes}, got {bad}")
+            return {k: np.asarray(given[k], np.float32) for k in shapes}
+        return {k: self.rng.standard_normal(s, dtype=np.float32) for k, s in shapes.items()}

@@ -1,0 +1,81 @@
+"""PyTorch backend: eager fp32 reference, bf16/fp16, torch.compile, CUDA graphs on CUDA."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from uwm_training.export.bundle import WEIGHTS
+from uwm_training.model import load_model
+
+from .base import Engine, EngineError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TorchEngine(Engine):
+    """Runs ``UnifiedWorldModel.sample`` (obs + timestep conditioning computed once per chunk).
+
+    ``compile=True`` wraps each mode's loop in ``torch.compile``: with weight freezing on CPU,
+    and ``mode="reduce-overhead"`` on CUDA, which captures the loop in a CUDA graph.
+    """
+
+    backend = "torch"
+
+    def __init__(
+        self,
+        bundle: str | Path,
+        device: str = "cpu",
+        precision: str = "fp32",
+        compile: bool = False,
+    ):
+        super().__init__(bundle, device, precision)
+        if precision not in DTYPES:
+            raise EngineError(f"torch precision must be one of {list(DTYPES)}, got {precision!r}")
+        self.model = load_model(self.root / WEIGHTS, device).to(DTYPES[precision]).eval()
+        self.compile = compile
+        self._loops: dict[str, Any] = {}
+
+    def _loop_fn(self, mode: str) -> Any:
+        if mode not in self._loops:
+            fn: Any = partial(self._sample, mode)
+            if self.compile and self.device.startswith("cuda"):
+                fn = torch.compile(fn, mode="reduce-overhead")  # CUDA graph of the whole loop
+            elif self.compile:
+                torch._inductor.config.freezing = True  # weights (and casts) become constants
+                fn = torch.compile(fn)
+            self._loops[mode] = fn
+        return self._loops[mode]
+
+    def _sample(self, mode: str, t: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, ...]:
+        return tuple(
+            self.model.sample(
+                mode,
+                t["images"],
+                t.get("proprio"),
+                actions=t.get("actions"),
+                future_latents=t.get("future_latents"),
+                noise_actions=t["noise_actions"],
+                noise_future=t.get("noise_future"),
+            )
+        )
+
+    def run_loop(self, mode: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        t = {k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()}
+        with torch.inference_mode():
+            actions, latents = self._loop_fn(mode)(t)
+        out = {}
+        if actions is not None:  # copy out now: a CUDA graph reuses its output buffers
+            out["actions"] = actions.float().cpu().numpy()
+        if latents is not None:
+            out["future_latents"] = latents.float().cpu().numpy()
+        return out
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            frames = self.model.decode_future(torch.from_numpy(latents).to(self.device))
+        return frames.float().cpu().numpy()

@@ -1,0 +1,155 @@
+"""`uwm export`: checkpoint -> policy bundle (weights + ONNX graphs + manifest), atomically."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from uwm_training.model import UnifiedWorldModel, load_model, read_spec, save_model
+
+from .bundle import (
+    LOOP_MODES,
+    MIN_OPSET,
+    PRECISIONS,
+    WEIGHTS,
+    BundleError,
+    GraphEntry,
+    Manifest,
+    graph_signature,
+    sha256,
+)
+from .graphs import DecoderGraph, DenoiserStepGraph, LoopGraph, ObsEncoderGraph, export_onnx
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+CHECKPOINT_NAMES = ("ema.safetensors", "model.safetensors")
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A model .safetensors file, or a checkpoint directory holding ema/model.safetensors."""
+    if path.is_dir():
+        for name in CHECKPOINT_NAMES:
+            if (path / name).is_file():
+                return path / name
+        raise BundleError(f"{path}: checkpoint directory has none of {CHECKPOINT_NAMES}")
+    if not path.is_file():
+        raise BundleError(f"{path}: checkpoint not found")
+    return path
+
+
+def _graphs(model: UnifiedWorldModel, modes: Sequence[str]) -> dict[str, torch.nn.Module]:
+    graphs: dict[str, torch.nn.Module] = {
+        "obs_encoder": ObsEncoderGraph(model),
+        "denoiser_step": DenoiserStepGraph(model),
+    }
+    if model.cfg.future_obs:
+        graphs["decoder"] = DecoderGraph(model)
+    graphs |= {f"{mode}_loop": LoopGraph(model, mode) for mode in modes}
+    return graphs
+
+
+def _example(shapes: dict[str, list[int]], g: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Random inputs of the right shapes: timesteps int64, images in [0, 1], the rest N(0, 1)."""
+    return tuple(
+        torch.randint(0, 100, s, generator=g)
+        if name.startswith("t_")
+        else torch.rand(s, generator=g)
+        if name == "images"
+        else torch.randn(s, generator=g)
+        for name, s in shapes.items()
+    )
+
+
+def export_bundle(
+    checkpoint: str | Path,
+    out: str | Path,
+    modes: Sequence[str] = ("policy",),
+    opset: int = MIN_OPSET,
+    precisions: Sequence[str] = ("fp32",),
+    batch_sizes: Sequence[int] = (1,),
+) -> Manifest:
+    """Write a bundle to ``out`` (replaced atomically if it exists) and return its manifest."""
+    ckpt, out = resolve_checkpoint(Path(checkpoint)), Path(out)
+    model = load_model(ckpt).eval()
+    spec = read_spec(ckpt)
+    if spec is None:
+        raise BundleError(f"{ckpt}: no dataset spec (action names, fps, normalization) stored")
+    _validate(model, modes, opset, precisions, batch_sizes)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # torchvision-missing chatter
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        save_model(model, tmp / WEIGHTS, spec)
+        entries = []
+        jobs = [(p, b) for p in precisions for b in batch_sizes]
+        total = len(jobs) * len(_graphs(model, modes))
+        with tqdm(total=total, desc=f"export {out.name}", unit="graph") as bar:
+            for precision, batch in jobs:
+                cast = model if precision == "fp32" else copy.deepcopy(model).to(DTYPES[precision])
+                for name, module in _graphs(cast, modes).items():
+                    inputs, outputs = graph_signature(model.cfg, name, batch)
+                    file = f"{name}.{precision}.b{batch}.onnx"
+                    args = _example(inputs, torch.Generator().manual_seed(0))
+                    bar.set_postfix_str(file)
+                    export_onnx(module, args, tmp / file, list(inputs), list(outputs), opset)
+                    entries.append(GraphEntry(name, file, precision, batch, inputs, outputs))
+                    bar.update()
+        files = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
+        manifest = Manifest(
+            model=model.cfg,
+            spec=spec,
+            opset=opset,
+            modes=list(modes),
+            graphs=entries,
+            files=files,
+            source={"checkpoint": ckpt.name, "sha256": sha256(ckpt)},
+        )
+        (tmp / "bundle.yaml").write_text(yaml.safe_dump(manifest.to_dict(), sort_keys=False))
+        _replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _validate(
+    model: UnifiedWorldModel,
+    modes: Sequence[str],
+    opset: int,
+    precisions: Sequence[str],
+    batch_sizes: Sequence[int],
+) -> None:
+    bad_modes = [m for m in modes if m not in LOOP_MODES]
+    if bad_modes:
+        raise BundleError(f"unknown modes {bad_modes}; choose from {LOOP_MODES}")
+    if not model.cfg.future_obs and list(modes) != ["policy"]:
+        raise BundleError("the Diffusion Policy baseline (future_obs: false) exports policy only")
+    if opset < MIN_OPSET:
+        raise BundleError(
+            f"opset {opset} < {MIN_OPSET}: the torch.export-based exporter needs >= 18"
+        )
+    bad = [p for p in precisions if p not in PRECISIONS]
+    if bad or "fp32" not in precisions:
+        raise BundleError(f"precisions must include fp32 (the reference) and be in {PRECISIONS}")
+    if any(b < 1 for b in batch_sizes):
+        raise BundleError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
+
+
+def _replace_dir(new: Path, dest: Path) -> None:
+    """Move ``new`` to ``dest``; an existing ``dest`` is swapped out, never left half-written."""
+    if not dest.exists():
+        os.replace(new, dest)
+        return
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(dest, old)
+    os.replace(new, dest)
+    shutil.rmtree(old)
