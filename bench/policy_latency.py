@@ -1,14 +1,16 @@
-"""Policy chunk latency (obs encoding + all DDIM steps), baseline vs faster paths, one process.
+"""Policy chunk latency (obs encoding + all DDIM steps) per backend and precision, one process.
 
-Baseline: eager fp32 recomputing the observation part of every adaLN modulation at each step,
-as the official code does. Variants add the obs-conditioning cache, bf16 autocast and
-torch.compile (with freezing on CPU; CUDA graphs through ``mode="reduce-overhead"`` on GPU).
-Medians over ``--runs`` timed calls after warm-up; every ratio is against the baseline of the
-same run. Prints a table and writes JSON.
+Baseline: eager fp32 that recomputes the adaLN conditioning at every step, as the official code
+does. Model rows add the conditioning cache, bf16 autocast and torch.compile (weight freezing on
+CPU; CUDA graphs via ``mode="reduce-overhead"`` on GPU). Engine rows time a real exported bundle
+through ``uwm_ros.engines`` from raw uint8 frames (pre/post-processing included): torch,
+onnxruntime and, when installed with a GPU, TensorRT. p50/p99 over ``--runs`` calls after
+warm-up; every ratio is against the baseline of the same run; the FLOP floor is the chunk's
+FLOPs at the peak matmul throughput measured in the same run. Prints a table, writes JSON.
 
 Examples:
     python bench/policy_latency.py                      # small on CPU (+ paper on CUDA if present)
-    python bench/policy_latency.py --runs 50 --variants official-fp32,cached-bf16
+    python bench/policy_latency.py --runs 100 --rows official-fp32,engine-onnxruntime-fp32
     python bench/policy_latency.py --preset paper --device cuda
 """
 
@@ -16,26 +18,37 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import platform
-import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from uwm_training.model import UnifiedWorldModel, preset
+from uwm_ros.engines import Observation, load_engine
+from uwm_training.export import export_bundle
+from uwm_training.model import PolicySpec, UnifiedWorldModel, preset, save_model
 from uwm_training.model.info import model_info
 
-# name -> (cache obs conditioning, autocast dtype or None, torch.compile)
-VARIANTS: dict[str, tuple[bool, torch.dtype | None, bool]] = {
+# model rows: name -> (cache conditioning, autocast dtype, torch.compile)
+MODEL_ROWS: dict[str, tuple[bool, torch.dtype | None, bool]] = {
     "official-fp32": (False, None, False),
     "cached-fp32": (True, None, False),
     "cached-bf16": (True, torch.bfloat16, False),
     "compiled-fp32": (True, None, True),
     "compiled-bf16": (True, torch.bfloat16, True),
+}
+# engine rows: name -> (backend, precision, options)
+ENGINE_ROWS: dict[str, tuple[str, str, dict[str, bool]]] = {
+    "engine-torch-fp32": ("torch", "fp32", {}),
+    "engine-torch-bf16-compiled": ("torch", "bf16", {"compile": True}),
+    "engine-onnxruntime-fp32": ("onnxruntime", "fp32", {}),
+    "engine-tensorrt-bf16": ("tensorrt", "bf16", {}),
 }
 BASELINE = "official-fp32"
 
@@ -51,20 +64,13 @@ def build_model(name: str, device: str) -> UnifiedWorldModel:
     return model
 
 
-def make_chunk_fn(
-    model: UnifiedWorldModel, cache: bool, dtype: torch.dtype | None, compiled: bool, device: str
-) -> Callable[..., torch.Tensor]:
-    def chunk(
-        images: torch.Tensor,
-        proprio: torch.Tensor | None,
-        noise_a: torch.Tensor,
-        noise_o: torch.Tensor | None,
-    ) -> torch.Tensor:
-        autocast = (
-            torch.autocast(device_type=device.split(":")[0], dtype=dtype)
-            if dtype is not None
-            else contextlib.nullcontext()
-        )
+def model_row(
+    model: UnifiedWorldModel, name: str, device: str, inputs: list
+) -> Callable[[], object]:  # type: ignore[type-arg]
+    cache, dtype, compiled = MODEL_ROWS[name]
+    autocast = torch.autocast(device.split(":")[0], dtype) if dtype else contextlib.nullcontext()
+
+    def chunk(images, proprio, noise_a, noise_o):  # type: ignore[no-untyped-def]
         with autocast:
             out = model.sample(
                 "policy",
@@ -74,28 +80,68 @@ def make_chunk_fn(
                 noise_future=noise_o,
                 cache_obs_conditioning=cache,
             )
-        assert out.actions is not None
-        return out.actions.float()
+        return out.actions.float()  # type: ignore[union-attr]
 
-    if not compiled:
-        return chunk
-    if device == "cpu":
-        torch._inductor.config.freezing = True  # fold weights (and their bf16 casts) as constants
-        return torch.compile(chunk, fullgraph=True)
-    return torch.compile(chunk, mode="reduce-overhead", fullgraph=True)  # CUDA graphs
+    fn = chunk
+    if compiled and device == "cpu":
+        torch._inductor.config.freezing = True  # fold weights (and their bf16 casts)
+        fn = torch.compile(chunk, fullgraph=True)
+    elif compiled:
+        fn = torch.compile(chunk, mode="reduce-overhead", fullgraph=True)  # CUDA graphs
+    return lambda: fn(*inputs)
 
 
-def time_fn(fn: Callable[[], torch.Tensor], runs: int, warmup: int, device: str) -> list[float]:
+def engine_row(
+    bundle: Path, name: str, device: str, obs: Observation
+) -> Callable[[], object] | None:
+    backend, precision, options = ENGINE_ROWS[name]
+    if backend == "tensorrt" and not (
+        device.startswith("cuda") and importlib.util.find_spec("tensorrt")
+    ):
+        return None
+    engine = load_engine(bundle, backend, device, precision, **options)
+    return lambda: engine.policy(obs)
+
+
+def export_random_bundle(model: UnifiedWorldModel, out: Path, precisions: list[str]) -> Path:
+    cfg = model.cfg
+    unit = {"min": [-1.0] * cfg.action_dim, "max": [1.0] * cfg.action_dim}
+    spec = PolicySpec(
+        fps=10.0,
+        action_names=tuple(f"a{i}" for i in range(cfg.action_dim)),
+        proprio_names=tuple(f"j{i}" for i in range(cfg.proprio_dim)),
+        normalization={
+            "actions": unit,
+            "proprio": {k: v[: cfg.proprio_dim] for k, v in unit.items()},
+        },
+    )
+    save_model(model, out / "model.safetensors", spec)
+    export_bundle(out / "model.safetensors", out / "bundle", precisions=precisions)
+    return out / "bundle"
+
+
+def peak_gflops(device: str, dtype: torch.dtype, n: int = 1024) -> float:
+    """Achievable matmul throughput on this device: the denominator of the FLOP floor."""
+    a, b = (
+        torch.randn(n, n, device=device, dtype=dtype),
+        torch.randn(n, n, device=device, dtype=dtype),
+    )
+    times = time_fn(lambda: a @ b, runs=10, warmup=2, device=device)
+    return 2 * n**3 / (np.median(times) / 1e3) / 1e9
+
+
+def time_fn(fn: Callable[[], object], runs: int, warmup: int, device: str) -> list[float]:
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn()
         sync()
-        times.append((time.perf_counter() - t0) * 1e3)
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times.append((time.perf_counter() - t0) * 1e3)
     return times
 
 
@@ -103,77 +149,92 @@ def run(args: argparse.Namespace, preset_name: str, device: str) -> dict:  # typ
     model = build_model(preset_name, device)
     cfg = model.cfg
     g = torch.Generator().manual_seed(1)
-    S, B = cfg.image_size, args.batch_size
+    S = cfg.image_size
     inputs = [
-        torch.rand(B, cfg.num_views, cfg.n_obs_steps, 3, S, S, generator=g),
-        torch.rand(B, cfg.n_obs_steps, cfg.proprio_dim, generator=g) if cfg.proprio_dim else None,
-        torch.randn(B, cfg.horizon, cfg.action_dim, generator=g),
-        torch.randn(B, *cfg.latent_shape, generator=g) if cfg.future_obs else None,
+        torch.rand(1, cfg.num_views, cfg.n_obs_steps, 3, S, S, generator=g),
+        torch.rand(1, cfg.n_obs_steps, cfg.proprio_dim, generator=g) if cfg.proprio_dim else None,
+        torch.randn(1, cfg.horizon, cfg.action_dim, generator=g),
+        torch.randn(1, *cfg.latent_shape, generator=g),
     ]
     inputs = [x.to(device) if x is not None else None for x in inputs]
-    flops = model_info(cfg, B).flops["policy chunk (obs cached)"]
-
-    rows, reference = [], None
-    for name in args.variants:
-        cache, dtype, compiled = VARIANTS[name]
-        fn = make_chunk_fn(model, cache, dtype, compiled, device)
+    rng = np.random.default_rng(0)
+    obs = Observation(
+        {
+            c: rng.integers(0, 256, (cfg.n_obs_steps, 480, 640, 3), dtype=np.uint8)
+            for c in cfg.cameras
+        },
+        rng.uniform(-1, 1, (cfg.n_obs_steps, cfg.proprio_dim)) if cfg.proprio_dim else None,
+    )
+    flops = model_info(cfg).flops["policy chunk (obs cached)"]
+    peaks = {
+        "fp32": peak_gflops(device, torch.float32),
+        "bf16": peak_gflops(device, torch.bfloat16),
+    }
+    tmp = tempfile.TemporaryDirectory()
+    bundle = None
+    rows = []
+    for name in args.rows:
         t0 = time.perf_counter()
-        with torch.no_grad():
-            out = fn(*inputs)
-            first_ms = (time.perf_counter() - t0) * 1e3
-            times = time_fn(lambda: fn(*inputs), args.runs, args.warmup, device)  # noqa: B023
-        reference = out if reference is None else reference
-        rows.append(
-            {
-                "variant": name,
-                "median_ms": statistics.median(times),
-                "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))],
-                "first_call_ms": first_ms,
-                "gflops_per_s": flops / statistics.median(times) / 1e6,
-                "max_abs_err_vs_first": float((out - reference).abs().max()),
-            }
-        )
-        print(f"  {name}: median {rows[-1]['median_ms']:.1f} ms", file=sys.stderr)
-    base = next((r["median_ms"] for r in rows if r["variant"] == BASELINE), rows[0]["median_ms"])
+        if name in MODEL_ROWS:
+            fn: Callable[[], object] | None = model_row(model, name, device, inputs)
+        else:
+            if bundle is None:
+                precisions = ["fp32", "bf16"] if device.startswith("cuda") else ["fp32"]
+                bundle = export_random_bundle(
+                    build_model(preset_name, "cpu"), Path(tmp.name), precisions
+                )
+            fn = engine_row(bundle, name, device, obs)
+        if fn is None:
+            print(f"  {name}: skipped (not available here)", file=sys.stderr)
+            continue
+        times = time_fn(fn, args.runs, args.warmup, device)
+        setup_s = time.perf_counter() - t0 - sum(times) / 1e3
+        p50, p99 = float(np.percentile(times, 50)), float(np.percentile(times, 99))
+        rows.append({"row": name, "p50_ms": p50, "p99_ms": p99, "setup_s": setup_s})
+        print(f"  {name}: p50 {p50:.1f} ms, p99 {p99:.1f} ms", file=sys.stderr)
+    tmp.cleanup()
+    base = next((r["p50_ms"] for r in rows if r["row"] == BASELINE), rows[0]["p50_ms"])
     for r in rows:
-        r["speedup_vs_baseline"] = base / r["median_ms"]
+        r["speedup_vs_baseline"] = base / r["p50_ms"]
     return {
         "benchmark": "policy_latency",
         "preset": preset_name,
         "device": device,
-        "batch_size": B,
-        "runs": args.runs,
+        "device_name": torch.cuda.get_device_name()
+        if device.startswith("cuda")
+        else platform.processor(),
         "threads": torch.get_num_threads(),
+        "runs": args.runs,
         "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
         "chunk_gflop": flops / 1e9,
-        "baseline": rows[0]["variant"],
+        "peak_matmul_gflops": peaks,
+        "flop_floor_ms": {k: flops / (v * 1e6) for k, v in peaks.items()},
+        "baseline": BASELINE,
         "rows": rows,
     }
 
 
-def print_table(result: dict) -> None:  # type: ignore[type-arg]
+def print_table(r: dict) -> None:  # type: ignore[type-arg]
+    floor = ", ".join(f"{k} {v:.2f} ms" for k, v in r["flop_floor_ms"].items())
     print(
-        f"\npolicy chunk latency: preset={result['preset']} device={result['device']} "
-        f"batch={result['batch_size']} threads={result['threads']} "
-        f"chunk={result['chunk_gflop']:.2f} GFLOP, {result['runs']} runs"
+        f"\npolicy chunk: preset={r['preset']} device={r['device']} ({r['device_name']}) "
+        f"threads={r['threads']} runs={r['runs']} chunk={r['chunk_gflop']:.2f} GFLOP; "
+        f"FLOP floor at measured peak matmul: {floor}"
     )
-    head = (
-        f"{'variant':<24}{'median ms':>11}{'p90 ms':>9}{'speedup':>9}{'GFLOP/s':>9}{'max|Δ|':>10}"
-    )
+    head = f"{'row':<30}{'p50 ms':>9}{'p99 ms':>9}{'vs baseline':>13}{'setup s':>9}"
     print(head + "\n" + "-" * len(head))
-    for r in result["rows"]:
+    for row in r["rows"]:
         print(
-            f"{r['variant']:<24}{r['median_ms']:>11.2f}{r['p90_ms']:>9.2f}"
-            f"{r['speedup_vs_baseline']:>8.2f}x{r['gflops_per_s']:>9.1f}"
-            f"{r['max_abs_err_vs_first']:>10.1e}"
+            f"{row['row']:<30}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+            f"{row['speedup_vs_baseline']:>12.2f}x{row['setup_s']:>9.1f}"
         )
 
 
 def main(argv: list[str] | None = None) -> int:
+    doc = __doc__ or ""
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n")[-1],
+        description=doc.split("\n\n")[0],
+        epilog=doc.split("\n\n")[-1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -182,20 +243,20 @@ def main(argv: list[str] | None = None) -> int:
         help="default: small on CPU, and paper on CUDA when a GPU is present",
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: see --preset)")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=3)
+    all_rows = list(MODEL_ROWS) + list(ENGINE_ROWS)
     parser.add_argument(
-        "--variants",
+        "--rows",
         type=lambda s: s.split(","),
-        default=list(VARIANTS),
-        help="comma-separated subset of: " + ", ".join(VARIANTS),
+        default=all_rows,
+        help="comma-separated subset of: " + ", ".join(all_rows),
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results/policy_latency.json"))
     args = parser.parse_args(argv)
-    unknown = [v for v in args.variants if v not in VARIANTS]
+    unknown = [v for v in args.rows if v not in all_rows]
     if unknown:
-        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+        parser.error(f"unknown rows {unknown}; choose from {all_rows}")
     if args.preset or args.device:
         jobs = [(args.preset or "small", args.device or "cpu")]
     else:
