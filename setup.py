@@ -40,5 +40,7 @@ setup(
         "diffusers": ["diffusers>=0.30"],
         "tensorrt": ["tensorrt>=10.12"],
     },
+    # The .msg files travel with pip installs too: the DDS transport builds its types from them.
+    data_files=[("share/uwm_ros/msg", ["msg/ActionChunk.msg", "msg/PredictedFrames.msg"])],
     entry_points={"console_scripts": ["uwm=uwm_training.cli:main"]},
 )

@@ -30,8 +30,8 @@ class ChunkScheduler:
 
     def reset(self) -> None:
         """Forget the plan (inputs stopped): the next inference starts at once."""
-        self.times = np.zeros(0)
-        self.actions = np.zeros((0, 0))
+        self.times: np.ndarray = np.zeros(0)
+        self.actions: np.ndarray = np.zeros((0, 0))
         self.chunk_t0: float | None = None
 
     def observe_delay(self, seconds: float) -> None:

@@ -1,0 +1,89 @@
+"""DDS test helpers: a loopback-only random domain per run, bounded waits, message equality.
+
+Import ``dds_domain`` into a test module (``from dds_helpers import dds_domain``) and request
+it: the environment is set before the first participant of the session exists, and child
+processes inherit it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+# loopback only, no multicast; unicast discovery finds the peers' ports on 127.0.0.1 by
+# participant index, so several test processes on one machine meet without the network
+LOOPBACK_CONFIG = (
+    '<CycloneDDS><Domain Id="any"><General>'
+    '<Interfaces><NetworkInterface address="127.0.0.1"/></Interfaces>'
+    "<AllowMulticast>false</AllowMulticast></General>"
+    "<Discovery><ParticipantIndex>auto</ParticipantIndex>"
+    "<MaxAutoParticipantIndex>32</MaxAutoParticipantIndex>"
+    '<Peers><Peer address="127.0.0.1"/></Peers></Discovery>'
+    "</Domain></CycloneDDS>"
+)
+WAIT_S = 10.0  # generous: discovery on a loaded 2-core machine can take seconds
+
+
+@pytest.fixture(scope="session")
+def dds_domain() -> Iterator[int]:
+    """A random ROS_DOMAIN_ID in 0-100 on loopback, for the whole session."""
+    domain = random.SystemRandom().randint(0, 100)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CYCLONEDDS_URI", LOOPBACK_CONFIG)
+        mp.setenv("ROS_DOMAIN_ID", str(domain))
+        yield domain
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float = WAIT_S, step_s: float = 0.01
+) -> None:
+    """Poll ``condition`` until true; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(step_s)
+
+
+def spin_until(transport: Any, condition: Callable[[], bool], timeout_s: float = WAIT_S) -> None:
+    """Dispatch ``transport`` callbacks until ``condition`` holds; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        transport.spin_once(0.05)
+
+
+def assert_msg_equal(a: Any, b: Any, path: str = "msg") -> None:
+    """Field-by-field equality of typestore messages (numpy arrays by value and dtype)."""
+    if is_dataclass(a):
+        assert type(a).__name__ == type(b).__name__, path
+        for f in fields(a):
+            assert_msg_equal(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype, path
+        np.testing.assert_array_equal(a, b, err_msg=path)
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_msg_equal(x, y, f"{path}[{i}]")
+    elif isinstance(a, float):  # float32 fields come back rounded to float32
+        assert a == pytest.approx(b, rel=1e-7, abs=1e-30), f"{path}: {a!r} != {b!r}"
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for a child process: the test domain plus the repo on PYTHONPATH."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }

@@ -1,0 +1,1 @@
+"""Thin ROS-facing programs over the transport interface: policy node, sim bridge, bag tools."""
