@@ -24,6 +24,7 @@ setup(
         "tensorboard>=2.16",
         "av>=13",
         "opencv-python-headless>=4.9",
+        "pyarrow>=15",  # LeRobot v3 export (parquet)
     ],
     extras_require={
         "test": [

@@ -136,3 +136,23 @@ def test_tensorrt_matches_torch_and_caches_its_plan(tmp_path: Path, tiny_bundle)
     plans[0].write_text('{"tensorrt": "0", "gpu": "x", "onnx_sha256": "y"}')
     with pytest.raises(EngineError, match="stale plan"):
         TensorRTEngine(bundle, precision="fp32", rebuild=False).policy(obs, z)
+
+
+def test_engine_preprocessing_is_the_dataset_pipeline(tiny_bundle) -> None:  # type: ignore[no-untyped-def]
+    """A camera message through the converter + reader equals it through the engine, bitwise."""
+    from uwm_ros.conversions import image_rgb
+    from uwm_ros.msgs import new_message, typestore
+    from uwm_training.data.messages import IMAGE, camera_frame
+
+    bundle, model, _ = tiny_bundle
+    S = model.cfg.image_size
+    bgr = np.random.default_rng(3).integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    msg = new_message(
+        typestore(), IMAGE, height=48, width=80, encoding="bgr8", step=240, data=bgr.reshape(-1)
+    )
+    stored, _ = camera_frame(msg, IMAGE, S, None)  # what `uwm convert` writes to the store
+    reader_side = image_tensor(stored).numpy()  # what UWMDataset feeds the model
+    frames = np.stack([image_rgb(msg)] * model.cfg.n_obs_steps)
+    obs = Observation({c: frames for c in model.cfg.cameras}, np.zeros((2, 2)))
+    engine_side = TorchEngine(bundle).prepare(obs)["images"][0, 0, -1]
+    np.testing.assert_array_equal(engine_side, reader_side)

@@ -17,7 +17,7 @@ from helpers import randomize, tiny_config, tiny_spec
 from uwm_training.export.bundle import BundleError, read_manifest, sha256
 from uwm_training.export.check import check_bundle
 from uwm_training.export.exporter import export_bundle
-from uwm_training.model import UnifiedWorldModel, load_model, save_model
+from uwm_training.model import UnifiedWorldModel, WeightsError, load_model, save_model
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:
@@ -168,6 +168,6 @@ def test_export_refuses_bad_requests(tmp_path: Path) -> None:
     save_model(dp, tmp_path / "dp.safetensors", tiny_spec(dp.cfg))
     with pytest.raises(BundleError, match="policy only"):
         export_bundle(tmp_path / "dp.safetensors", tmp_path / "b", modes=["joint"])
-    with pytest.raises(BundleError, match="checkpoint not found"):
+    with pytest.raises(WeightsError, match="checkpoint not found"):
         export_bundle(tmp_path / "nope.safetensors", tmp_path / "b")
     assert not (tmp_path / "b").exists()

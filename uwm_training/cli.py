@@ -12,7 +12,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .data.cli import register as register_data
 from .export.cli import register as register_export
+from .train.cli import register as register_train
 
 
 def _cmd_model_info(args: argparse.Namespace) -> int:
@@ -49,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1, help="batch size for the FLOP count")
     p.set_defaults(func=_cmd_model_info)
     register_export(sub)
+    register_data(sub)
+    register_train(sub)
     return parser
 
 

@@ -64,8 +64,16 @@ class Chunk:
 
 
 class PolicyRuntime:
-    def __init__(self, engine: Engine, cfg: RuntimeConfig, clock: Callable[[], float]):
-        self.engine, self.cfg, self.clock = engine, cfg, clock
+    def __init__(
+        self,
+        engine: Engine,
+        cfg: RuntimeConfig,
+        clock: Callable[[], float],
+        on_ready: Callable[[], None] | None = None,
+    ):
+        """``on_ready`` is called from the inference thread when a result waits for ``tick``,
+        so a node can publish at once instead of at its next timer tick."""
+        self.engine, self.cfg, self.clock, self.on_ready = engine, cfg, clock, on_ready
         spec, model = engine.manifest.spec, engine.cfg
         self.dt = 1.0 / spec.fps
         self.joint_names = spec.proprio_names
@@ -77,7 +85,9 @@ class PolicyRuntime:
         self.status = "starting"
         self.counts = {"chunks": 0, "rejected_nonfinite": 0, "clipped": 0, "skipped_inputs": 0}
         self._sequence = 0
-        self._requests: queue.Queue[tuple[float, Observation, str, float] | None] = queue.Queue(1)
+        # Unbounded: the inference thread submits the next request itself (via on_ready ->
+        # tick), so a bounded put could block the queue's only consumer. _busy keeps it at 1.
+        self._requests: queue.Queue[tuple[float, Observation, str, float] | None] = queue.Queue()
         self._results: queue.Queue[tuple[float, str, object, float, float]] = queue.Queue()
         self._busy = False
         self._thread = threading.Thread(target=self._work, name="uwm-inference", daemon=True)
@@ -140,6 +150,8 @@ class PolicyRuntime:
             except Exception as e:  # an engine failure must not kill the thread silently
                 log.exception("inference failed")
                 self._results.put((stamp, mode, e, submitted, self.clock()))
+            if self.on_ready is not None:
+                self.on_ready()
 
     def _collect(self, now: float) -> Chunk | None:
         try:

@@ -15,6 +15,7 @@ import yaml
 from tqdm import tqdm
 
 from uwm_training.model import UnifiedWorldModel, load_model, read_spec, save_model
+from uwm_training.model.weights import weights_path
 
 from .bundle import (
     LOOP_MODES,
@@ -30,19 +31,6 @@ from .bundle import (
 from .graphs import DecoderGraph, DenoiserStepGraph, LoopGraph, ObsEncoderGraph, export_onnx
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-CHECKPOINT_NAMES = ("ema.safetensors", "model.safetensors")
-
-
-def resolve_checkpoint(path: Path) -> Path:
-    """A model .safetensors file, or a checkpoint directory holding ema/model.safetensors."""
-    if path.is_dir():
-        for name in CHECKPOINT_NAMES:
-            if (path / name).is_file():
-                return path / name
-        raise BundleError(f"{path}: checkpoint directory has none of {CHECKPOINT_NAMES}")
-    if not path.is_file():
-        raise BundleError(f"{path}: checkpoint not found")
-    return path
 
 
 def _graphs(model: UnifiedWorldModel, modes: Sequence[str]) -> dict[str, torch.nn.Module]:
@@ -77,7 +65,7 @@ def export_bundle(
     batch_sizes: Sequence[int] = (1,),
 ) -> Manifest:
     """Write a bundle to ``out`` (replaced atomically if it exists) and return its manifest."""
-    ckpt, out = resolve_checkpoint(Path(checkpoint)), Path(out)
+    ckpt, out = weights_path(checkpoint), Path(out)
     model = load_model(ckpt).eval()
     spec = read_spec(ckpt)
     if spec is None:

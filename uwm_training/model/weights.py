@@ -19,6 +19,7 @@ from .config import ConfigError, PolicySpec, UWMConfig
 from .uwm import UnifiedWorldModel
 
 FORMAT = "uwm-model/1"
+CHECKPOINT_FILES = ("ema.safetensors", "model.safetensors")  # preference order in a directory
 
 
 class WeightsError(ValueError):
@@ -41,6 +42,19 @@ def save_model(model: UnifiedWorldModel, path: str | Path, spec: PolicySpec | No
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def weights_path(path: str | Path) -> Path:
+    """A .safetensors file, or the preferred weights file of a checkpoint directory (EMA first)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in CHECKPOINT_FILES:
+            if (path / name).is_file():
+                return path / name
+        raise WeightsError(f"{path}: checkpoint directory has none of {list(CHECKPOINT_FILES)}")
+    if not path.is_file():
+        raise WeightsError(f"{path}: checkpoint not found")
+    return path
 
 
 def _metadata(path: Path) -> dict[str, str]:

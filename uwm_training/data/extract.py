@@ -1,0 +1,327 @@
+"""One bag -> one part store, in a single streaming pass (the unit of work of a worker process).
+
+Per message: cameras and joint states keep their raw bytes (the stamp is read from the CDR
+header without decoding) and are decoded only if a frame uses them (images on the writer's
+thread, joints by ``joints.JointDecoder``); commands (a few Hz) are decoded at once; markers feed
+the episode builder. After each message, the timeline yields the ticks every stream has
+resolved, and the builder turns them into frames. The bag's sha256 is computed alongside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .bags import Bag, Topic
+from .config import ConvertConfig
+from .episodes import COMMAND, JOINTS, EpisodeBuilder
+from .errors import BagError
+from .joints import JointDecoder, JointSample
+from .messages import (
+    CAMERA_TYPES,
+    COMMAND_TYPES,
+    JOINT_STATE,
+    FieldError,
+    camera_frame,
+    command_names,
+    command_vector,
+    header_stamp,
+    marker_event,
+    stamp_ns,
+)
+from .resample import StampsBackwards, Timeline
+from .writer import PartWriter
+
+
+class Progress(Protocol):
+    """Where a conversion reports how far it got (``convert.Sink``)."""
+
+    def start(self, total: int) -> None: ...
+
+    def __call__(self, n: int) -> None: ...
+
+
+_CLOCK_SPLIT_NS = 600 * 10**9  # header vs receive clocks further apart than this: sim time
+_CLOCK_EVERY_NS = 5_000_000  # advance receive-time watermarks at most this often (bag time)
+
+
+def dataset_spec(cfg: ConvertConfig, action_names: tuple[str, ...] | None) -> dict[str, Any]:
+    """What makes two conversions appendable: grid, images, keys and their meaning."""
+    lowdim: dict[str, list[str]] = {}
+    if cfg.joints:
+        lowdim["joint_pos"] = list(cfg.joints.names)
+        if cfg.joints.velocity:
+            lowdim["joint_vel"] = list(cfg.joints.names)
+        if cfg.joints.effort:
+            lowdim["joint_effort"] = list(cfg.joints.names)
+    if action_names:
+        lowdim["action"] = list(action_names)
+    return {
+        "fps": cfg.fps,
+        "image_size": cfg.image_size,
+        "cameras": list(cfg.cameras),
+        "lowdim": lowdim,
+        "action_source": cfg.action.source,
+    }
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    """sha256 and size over a bag's files (metadata.yaml + storage) or a single file."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest, size = hashlib.sha256(), 0
+    for file in files:
+        digest.update(file.name.encode())
+        with file.open("rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+                size += len(block)
+    return {"sha256": digest.hexdigest(), "bytes": size}
+
+
+class CameraDecoder:
+    """Decodes one camera's raw messages; the source resolution may not change mid-bag."""
+
+    def __init__(self, bag: Bag, topic: Topic, size: int, crop: Any) -> None:
+        self.bag, self.topic, self.size, self.crop = bag, topic, size, crop
+        self.source: tuple[int, int] | None = None
+
+    def __call__(self, raw: bytes) -> np.ndarray:
+        msg = _decode(self.bag, raw, self.topic)
+        try:
+            frame, source = camera_frame(msg, self.topic.msgtype, self.size, self.crop)
+        except FieldError as e:
+            raise BagError(self.bag.name, e.detail, self.topic.name, e.field) from None
+        if self.source is None:
+            self.source = source
+        elif source != self.source:
+            (h0, w0), (h, w) = self.source, source
+            raise BagError(
+                self.bag.name,
+                f"image size changed mid-bag from {w0}x{h0} to {w}x{h}",
+                self.topic.name,
+                "height/width",
+            )
+        return frame
+
+
+class CameraSample:
+    """One camera message; a frame job that decodes it (once, on the writer thread)."""
+
+    __slots__ = ("raw", "decoder")
+
+    def __init__(self, raw: bytes, decoder: CameraDecoder) -> None:
+        self.raw, self.decoder = raw, decoder
+
+    def __call__(self) -> np.ndarray:
+        return self.decoder(self.raw)
+
+
+def _decode(bag: Bag, raw: bytes, topic: Topic) -> Any:
+    try:
+        return bag.deserialize(raw, topic.msgtype)
+    except Exception as e:  # damaged message bytes: generated deserialisers raise anything
+        raise BagError(
+            bag.name, f"cannot decode message ({type(e).__name__}: {e})", topic.name
+        ) from None
+
+
+class BagConverter:
+    """State of one bag's pass: handlers per topic, the timeline and the episode builder."""
+
+    def __init__(self, bag: Bag, cfg: ConvertConfig, part: Path, converter: dict[str, Any]) -> None:
+        self.bag, self.cfg = bag, cfg
+        if not bag.count:
+            raise BagError(bag.name, "empty bag: no messages")
+        self.timeline = Timeline(cfg.fps)
+        self.handlers: dict[str, Callable[[int, bytes], None]] = {}
+        self.unnormalized_stamps = 0
+        self._clocks_checked = False
+        for name, cam in cfg.cameras.items():
+            topic = bag.require(cam.topic, CAMERA_TYPES, f"camera {name!r}")
+            self._camera(name, topic, CameraDecoder(bag, topic, cfg.image_size, cam.crop))
+        self.joints: JointDecoder | None = None
+        self._last_joint: JointSample | None = None
+        if cfg.joints:
+            self._joints(bag.require(cfg.joints.topic, (JOINT_STATE,), "joints"))
+        action_names = self._command()
+        if cfg.episodes.marker_topic:
+            self._marker(bag.require(cfg.episodes.marker_topic, None, "marker"))
+        # Hashing reads the whole bag again: on its own thread (hashlib releases the GIL).
+        self._hasher = ThreadPoolExecutor(1)
+        self._digest = self._hasher.submit(file_digest, bag.path)
+        self.writer = PartWriter(part, dataset_spec(cfg, action_names), converter)
+        self.episodes = EpisodeBuilder(cfg, self.writer, COMMAND in self.timeline.streams)
+
+    # ----- handlers -----------------------------------------------------------------------------
+    def _stamp(self, topic: Topic, raw: bytes, recv_ns: int) -> int:
+        """Header stamp (receive time for headerless types, zero stamps, or time_source)."""
+        if self.cfg.time_source == "receive" or not topic.has_header:
+            return recv_ns
+        sec, nanosec = header_stamp(raw)
+        self.unnormalized_stamps += nanosec >= 1_000_000_000
+        stamp = stamp_ns(sec, nanosec)
+        if stamp <= 0:
+            return recv_ns
+        if not self._clocks_checked:
+            self._check_clocks(recv_ns - stamp)
+        return stamp
+
+    def _stream(self, name: str, topic: Topic, skew: float | None) -> None:
+        by_receive = self.cfg.time_source == "receive" or not topic.has_header
+        self.timeline.add(name, self.cfg.skew_ns(skew), by_receive)
+
+    def _camera(self, name: str, topic: Topic, decoder: CameraDecoder) -> None:
+        self._stream(name, topic, self.cfg.cameras[name].max_skew)
+
+        def on_camera(recv_ns: int, raw: bytes) -> None:
+            stamp = self._stamp(topic, raw, recv_ns)
+            self.timeline.push(name, stamp, CameraSample(raw, decoder), recv_ns)
+
+        self.handlers[topic.name] = on_camera
+
+    def _joints(self, topic: Topic) -> None:
+        assert self.cfg.joints
+        joints = self.cfg.joints
+        fields = ("position",) + ("velocity",) * joints.velocity + ("effort",) * joints.effort
+        decoder = self.joints = JointDecoder(
+            joints.names, fields, lambda raw: _decode(self.bag, raw, topic), self.bag.name,
+            topic.name,
+        )  # fmt: skip
+        self._stream(JOINTS, topic, joints.max_skew)
+        tolerance, visible = self.cfg.skew_ns(joints.max_skew), [0]
+
+        def on_joints(recv_ns: int, raw: bytes) -> None:
+            stamp = self._stamp(topic, raw, recv_ns)
+            # Publishers sharing the topic may interleave slightly out of order (the decoder
+            # checks each one's stamps); more than the skew tolerance is a clock going back.
+            if stamp < visible[0] - tolerance:
+                raise StampsBackwards(
+                    f"stamps go backwards: {stamp / 1e9:.6f} s after {visible[0] / 1e9:.6f} s"
+                )
+            self._last_joint = decoder.sample(raw, stamp, self._last_joint)
+            visible[0] = max(visible[0], stamp)
+            self.timeline.push(JOINTS, visible[0], self._last_joint, recv_ns)
+
+        self.handlers[topic.name] = on_joints
+
+    def _command(self) -> tuple[str, ...] | None:
+        """Set up the command stream; returns the action names (None: no action key)."""
+        action, joints = self.cfg.action, self.cfg.joints
+        joint_names = joints.names if joints else None
+        if action.source in ("next_positions", "deltas"):
+            return joint_names
+        if action.source == "none" or action.topic is None:
+            return None
+        if action.topic not in self.bag.topics or not self.bag.topics[action.topic].count:
+            self.bag.problems.append(f"{action.topic}: command topic absent: action-free episodes")
+            return action.names or joint_names
+        topic = self.bag.require(action.topic, COMMAND_TYPES, "command")
+        try:
+            names = command_names(topic.msgtype, action.names, joint_names)
+        except FieldError as e:
+            raise BagError(self.bag.name, e.detail, topic.name, e.field) from None
+        self._stream(COMMAND, topic, action.max_skew)
+
+        def on_command(recv_ns: int, raw: bytes) -> None:
+            vector = command_vector(_decode(self.bag, raw, topic), topic.msgtype, names)
+            self.timeline.push(COMMAND, self._stamp(topic, raw, recv_ns), vector, recv_ns)
+
+        self.handlers[topic.name] = on_command
+        return names
+
+    def _marker(self, topic: Topic) -> None:
+        def on_marker(recv_ns: int, raw: bytes) -> None:
+            start, task = marker_event(_decode(self.bag, raw, topic), topic.msgtype)
+            self.episodes.marker(self._stamp(topic, raw, recv_ns), start, task)
+
+        self.handlers[topic.name] = on_marker
+
+    # ----- the pass -----------------------------------------------------------------------------
+    def run(self, progress: Progress | None = None) -> dict[str, Any]:
+        """Read every needed message once; returns the bag's report."""
+        done, next_clock = 0, 0
+        if progress:
+            progress.start(sum(self.bag.topics[t].count for t in self.handlers))
+        try:
+            for topic, recv_ns, raw in self.bag.messages(list(self.handlers)):
+                try:
+                    self.handlers[topic](recv_ns, raw)
+                except FieldError as e:
+                    raise BagError(self.bag.name, e.detail, topic, e.field) from None
+                except StampsBackwards as e:
+                    raise BagError(self.bag.name, str(e), topic, "header.stamp") from None
+                if recv_ns >= next_clock:  # the bag clock only matters at tick resolution
+                    self.timeline.clock(recv_ns)
+                    next_clock = recv_ns + _CLOCK_EVERY_NS
+                for tick in self.timeline.ready():
+                    self.episodes.add(*tick)
+                done += 1
+                if progress and not done % 256:
+                    progress(256)
+            self.timeline.finish()
+            for tick in self.timeline.ready():
+                self.episodes.add(*tick)
+            self.episodes.close_episode()
+            if self.joints:
+                self.joints.require_complete(self._last_joint)
+            report = self._report()
+            source = {"path": str(Path(self.bag.name).absolute()), "kind": "rosbag2"}
+            self.writer.close(report, {**source, **self._digest.result()})
+        except BaseException:
+            self.writer.abort()
+            raise
+        finally:
+            self._hasher.shutdown(wait=False, cancel_futures=True)
+        if progress:
+            progress(done % 256)
+        return report
+
+    def _check_clocks(self, offset_ns: int) -> None:
+        """Header and receive clocks must agree when some streams only have receive times."""
+        self._clocks_checked = True
+        by_receive = any(s.by_receive for s in self.timeline.streams.values())
+        if by_receive and abs(offset_ns) > _CLOCK_SPLIT_NS:
+            raise BagError(
+                self.bag.name,
+                f"header stamps are {offset_ns / 1e9:.0f} s away from receive times (sim time?) "
+                "while some streams only have receive times; set time_source: receive",
+            )
+
+    def _report(self) -> dict[str, Any]:
+        built = self.episodes.report()
+        streams = {}
+        for name, stream in self.timeline.streams.items():
+            streams[name] = {**stream.stats.to_dict(), **built["streams"].get(name, {})}
+        warnings = list(self.bag.problems)
+        if self.unnormalized_stamps:
+            warnings.append(f"{self.unnormalized_stamps} header stamps with nanosec >= 1e9")
+        return {
+            "source": self.bag.name,
+            "storage": self.bag.storage,
+            "compression": self.bag.compression,
+            "duration_s": round((self.bag.end_ns - self.bag.start_ns) / 1e9, 3),
+            "messages": self.bag.count,
+            "frames": self.writer.n,
+            "episodes": self.writer.num_episodes,
+            "action": self.episodes.derived or ("command" if self.episodes.has_action else "none"),
+            **{k: v for k, v in built.items() if k != "streams"},
+            "streams": streams,
+            "warnings": warnings,
+        }
+
+
+def convert_bag(
+    path: Path,
+    cfg: ConvertConfig,
+    part: Path,
+    converter: dict[str, Any],
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Convert one bag into a part store at ``part``; returns its report."""
+    with Bag(path, cfg.typestore) as bag:
+        return BagConverter(bag, cfg, part, converter).run(progress)

@@ -1,0 +1,151 @@
+"""Joint states, decoded lazily: only messages a frame uses are deserialised.
+
+Several publishers often share /joint_states (arm, gripper), each naming its own joints in any
+order. The value of joint j at a sample is the one from the latest message up to that sample
+that names j. Each message becomes a ``JointSample`` linked to its predecessor; when a frame
+needs one, it is decoded and, if it does not name every joint, merged with its predecessors
+(newest first, stopping as soon as every joint is covered, or at the last sample a frame used,
+whose merged state is kept). With one publisher that is one decode per frame instead of one per
+message (joint states come at 100-500 Hz, frames at 10-30), which is most of a bag's messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .errors import BagError
+
+_SETTLE_NS = 2 * 10**9  # every configured joint must appear within this much of the first message
+
+
+class JointDecoder:
+    """Decodes and merges one joint-state topic's samples (names and fields from the config)."""
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        fields: tuple[str, ...],
+        decode: Callable[[bytes], Any],
+        bag: str,
+        topic: str,
+    ) -> None:
+        self.names, self.fields, self.decode = names, fields, decode
+        self.bag, self.topic = bag, topic
+        self.index = {n: i for i, n in enumerate(names)}
+        self.first_ns: int | None = None
+        self.complete_seen = False
+        self._newest: dict[tuple[str, ...], int] = {}  # per publisher (name set): newest stamp
+        self._slots: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+
+    def sample(self, raw: bytes, stamp: int, prev: JointSample | None) -> JointSample:
+        if self.first_ns is None:
+            self.first_ns = stamp
+        return JointSample(raw, stamp, prev, self)
+
+    def _fail(self, detail: str, field: str) -> BagError:
+        return BagError(self.bag, detail, self.topic, field)
+
+    def _backwards(self, stamp: int, after: int) -> None:
+        raise self._fail(
+            f"stamps go backwards: {stamp / 1e9:.6f} s after {after / 1e9:.6f} s", "header.stamp"
+        )
+
+    def merge(self, node: JointSample) -> tuple[np.ndarray, np.ndarray]:
+        """(fields, joints) values and per-joint stamps (-1: never seen) at ``node``."""
+        values = np.zeros((len(self.fields), len(self.names)), np.float32)
+        stamps = np.full(len(self.names), -1, np.int64)
+        newest: dict[tuple[str, ...], int] = {}  # per publisher, in this walk
+        last: dict[tuple[str, ...], int] = {}
+        current: JointSample | None = node
+        while current is not None and stamps.min() < 0:
+            if current.state is not None:  # a merged state: take what is still missing from it
+                missing = stamps < 0
+                values[:, missing] = current.state[0][:, missing]
+                stamps[missing] = current.state[1][missing]
+                break
+            msg = self.decode(current.raw)
+            key = tuple(msg.name)
+            # Walking newest first: a publisher's stamps must not rise, nor undercut its newest
+            # stamp of earlier walks.
+            if key in last:
+                if current.stamp > last[key]:
+                    self._backwards(last[key], current.stamp)
+            else:
+                newest[key] = current.stamp
+                if current.stamp < self._newest.get(key, -1):
+                    self._backwards(current.stamp, self._newest[key])
+            last[key] = current.stamp
+            self._apply(msg, key, current.stamp, values, stamps)
+            current = current.prev
+        for key, stamp in newest.items():
+            self._newest[key] = max(stamp, self._newest.get(key, -1))
+        if stamps.min() < 0:
+            assert self.first_ns is not None
+            if node.stamp - self.first_ns > _SETTLE_NS:
+                raise self._fail(f"joints {self.missing(stamps)} never appear", "name")
+        else:
+            self.complete_seen = True
+        return values, stamps
+
+    def _apply(
+        self, msg: Any, key: tuple[str, ...], stamp: int, values: np.ndarray, stamps: np.ndarray
+    ) -> None:
+        """Fill the joints ``msg`` names that are not filled yet."""
+        if key not in self._slots:  # (message positions, dataset positions) of our joints
+            picked = [i for i, n in enumerate(key) if n in self.index]
+            self._slots[key] = (
+                np.array(picked, np.intp),
+                np.array([self.index[key[i]] for i in picked], np.intp),
+            )
+        src, dst = self._slots[key]
+        if not len(src):
+            return
+        fields = [getattr(msg, name) for name in self.fields]
+        for name, field in zip(self.fields, fields):
+            if len(field) != len(key):
+                raise self._fail(f"{len(field)} values for {len(key)} names", name)
+        open_ = stamps[dst] < 0
+        src, dst = src[open_], dst[open_]
+        stamps[dst] = stamp
+        values[:, dst] = np.stack(fields)[:, src]
+
+    def missing(self, stamps: np.ndarray) -> list[str]:
+        return [n for n, s in zip(self.names, stamps) if s < 0]
+
+    def require_complete(self, last: JointSample | None) -> None:
+        """At the end of a bag: every configured joint must have appeared."""
+        if last is not None:
+            last.age_ns()  # merges; marks complete_seen if every joint is there
+        if not self.complete_seen:
+            stamps = last.state[1] if last and last.state else np.full(len(self.names), -1)
+            raise self._fail(f"joints {self.missing(stamps)} never appear", "name")
+
+
+class JointSample:
+    """One joint-state message; its merged value is computed once, when a frame asks for it."""
+
+    __slots__ = ("raw", "stamp", "prev", "state", "decoder")
+
+    def __init__(
+        self, raw: bytes, stamp: int, prev: JointSample | None, decoder: JointDecoder
+    ) -> None:
+        self.raw, self.stamp, self.prev, self.decoder = raw, stamp, prev, decoder
+        self.state: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _resolve(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.state is None:
+            self.state = self.decoder.merge(self)
+            self.prev = None  # older messages are no longer needed
+        return self.state
+
+    def age_ns(self) -> int | None:
+        """Stamp of the oldest joint value (skews count from it); None if a joint is unseen."""
+        stamps = self._resolve()[1]
+        return None if (stamps < 0).any() else int(stamps.min())
+
+    def values(self) -> np.ndarray:
+        """(fields, joints) float32."""
+        return self._resolve()[0]

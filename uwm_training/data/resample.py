@@ -1,0 +1,191 @@
+"""Resample asynchronous streams onto a fixed frame grid while a bag streams past.
+
+::
+
+    grid ticks        t0             t0+Δ            t0+2Δ          Δ = 1/fps
+    camera 30 Hz      c0    c1    c2 |  c3    c4    c5|   c6
+    joints 250 Hz     ||||||||||||||||||||||||||||||||||||||||
+    tick k takes each stream's latest sample stamped at or before t_k (nearest previous);
+    skew = t_k - stamp; a skew above the stream's max_skew makes the stream STALE at t_k.
+
+A tick is *resolved* for a stream once no later message can change it: a sample stamped after
+t_k arrived, or the stream's clock passed t_k (receive-stamped streams: the bag's receive
+clock; header-stamped ones: the receive clock minus the stream's worst latency seen so far and
+a slack), or the bag ended. Only ticks resolved by some streams but not yet by all are held,
+so memory is bounded by how far streams lag each other, not by the bag's length.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+OK, STALE, NONE = "ok", "stale", "none"
+SLACK_NS = 1_000_000_000  # header stamps may lag receive time by this much beyond the worst seen
+_NOMINAL_INTERVALS = 32  # intervals that fix a stream's nominal period (for gap counting)
+
+
+class StampsBackwards(ValueError):
+    """A stream's stamp is older than its previous one."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One stream at one tick."""
+
+    status: str  # OK, STALE, or NONE (no sample yet)
+    payload: Any = None
+    seq: int = -1  # index of the sample within its stream (duplicates share it)
+    skew_ns: int = 0
+
+
+@dataclass
+class StreamStats:
+    """What the report says about one stream's messages."""
+
+    messages: int = 0
+    first_ns: int = 0
+    last_ns: int = 0
+    gaps: int = 0  # intervals longer than 1.75 nominal periods (one lost message makes 2)
+    missing: int = 0  # messages those gaps are estimated to have lost
+    _intervals: list[int] = field(default_factory=list)
+    _nominal: float = 0.0
+
+    def add(self, stamp: int) -> None:
+        if self.messages:
+            interval = stamp - self.last_ns
+            if self._nominal:
+                self._count_gap(interval)
+            elif interval > 0:
+                self._intervals.append(interval)
+                if len(self._intervals) == _NOMINAL_INTERVALS:
+                    self._fix_nominal()
+        else:
+            self.first_ns = stamp
+        self.messages += 1
+        self.last_ns = stamp
+
+    def _fix_nominal(self) -> None:
+        self._nominal = float(sorted(self._intervals)[len(self._intervals) // 2])
+        for interval in self._intervals:
+            self._count_gap(interval)
+        self._intervals.clear()
+
+    def _count_gap(self, interval: int) -> None:
+        if interval > 1.75 * self._nominal:
+            self.gaps += 1
+            self.missing += round(interval / self._nominal) - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        if self._intervals:
+            self._fix_nominal()
+        span = (self.last_ns - self.first_ns) / 1e9
+        return {
+            "messages": self.messages,
+            "rate_hz": round((self.messages - 1) / span, 2) if span > 0 else 0.0,
+            "gaps": self.gaps,
+            "missing_messages": self.missing,
+        }
+
+
+class Stream:
+    """One stream's samples -> its value at every grid tick, in tick order."""
+
+    def __init__(self, name: str, max_skew_ns: int, by_receive: bool) -> None:
+        self.name, self.max_skew_ns, self.by_receive = name, max_skew_ns, by_receive
+        self.stats = StreamStats()
+        self.out: deque[Resolved] = deque()
+        self._prev: tuple[int, int, Any] | None = None  # (seq, stamp, payload)
+        self._next = 0  # first unresolved tick
+        self._next_ns = -1  # its time (-1: the grid has not started)
+        self._latency = 0
+
+    def push(self, stamp: int, payload: Any, recv_ns: int, grid: Timeline) -> None:
+        """A sample, visible from ``stamp`` on."""
+        if self._prev is not None and stamp < self._prev[1]:
+            raise StampsBackwards(
+                f"stamps go backwards: {stamp / 1e9:.6f} s after {self._prev[1] / 1e9:.6f} s"
+            )
+        self._resolve_before(stamp, grid)
+        self._prev = (self.stats.messages, stamp, payload)
+        self.stats.add(stamp)
+        self._latency = max(self._latency, recv_ns - stamp)
+
+    def clock(self, now_ns: int, grid: Timeline) -> None:
+        """Resolve ticks no future message of this stream can reach any more."""
+        if self.by_receive:
+            self._resolve_before(now_ns, grid)
+        elif self._prev is not None:
+            self._resolve_before(now_ns - self._latency - SLACK_NS, grid)
+
+    def finish(self, grid: Timeline) -> None:
+        """The bag ended: resolve the ticks the last sample still covers."""
+        if self._prev is not None:
+            self._resolve_before(self._prev[1] + self.max_skew_ns + 1, grid)
+
+    def _resolve_before(self, limit: int, grid: Timeline) -> None:
+        if self._next_ns < 0:
+            if not grid.started:
+                return
+            self._next_ns = grid.tick(self._next)
+        while self._next_ns < limit:  # (runs per message: kept to one comparison)
+            self.out.append(self._resolve(self._next_ns))
+            self._next += 1
+            self._next_ns = grid.tick(self._next)
+
+    def _resolve(self, t: int) -> Resolved:
+        if self._prev is None:
+            return Resolved(NONE)
+        seq, stamp, payload = self._prev
+        # A payload may know an older age than its stamp (merged joint states: the oldest
+        # joint), or that it is not complete yet (None).
+        age = payload.age_ns() if hasattr(payload, "age_ns") else stamp
+        if age is None:
+            return Resolved(NONE)
+        skew = t - age
+        return Resolved(OK if skew <= self.max_skew_ns else STALE, payload, seq, skew)
+
+
+class Timeline:
+    """The frame grid and its streams; ``ready()`` yields ticks every stream has resolved."""
+
+    def __init__(self, fps: float) -> None:
+        self.period_ns = 1e9 / fps
+        self.t0: int | None = None
+        self.streams: dict[str, Stream] = {}
+        self._next = 0
+
+    @property
+    def started(self) -> bool:
+        return self.t0 is not None
+
+    def tick(self, k: int) -> int:
+        assert self.t0 is not None
+        return self.t0 + round(k * self.period_ns)
+
+    def add(self, name: str, max_skew_ns: int, by_receive: bool) -> None:
+        self.streams[name] = Stream(name, max_skew_ns, by_receive)
+
+    def push(self, name: str, stamp: int, payload: Any, recv_ns: int) -> None:
+        """A sample; the grid starts at the first sample of any stream."""
+        if self.t0 is None:
+            self.t0 = stamp
+        self.streams[name].push(stamp, payload, recv_ns, self)
+
+    def clock(self, now_ns: int) -> None:
+        for stream in self.streams.values():
+            stream.clock(now_ns, self)
+
+    def finish(self) -> None:
+        for stream in self.streams.values():
+            stream.finish(self)
+
+    def ready(self) -> Iterator[tuple[int, int, dict[str, Resolved]]]:
+        """(tick index, tick ns, stream -> value) for every tick all streams have resolved."""
+        streams = self.streams.values()
+        while streams and all(s.out for s in streams):
+            k = self._next
+            self._next += 1
+            yield k, self.tick(k), {s.name: s.out.popleft() for s in streams}
