@@ -229,7 +229,11 @@ def main(argv: list[str] | None = None) -> None:
     """``ros2 run uwm_ros policy_node --ros-args ...``: the node on rclpy."""
     from uwm_ros.transport.ros import RclpyTransport
 
-    transport = RclpyTransport("uwm_policy", args=argv)
+    run(RclpyTransport("uwm_policy", args=argv))
+
+
+def run(transport: Transport) -> None:
+    """Build the node on ``transport`` and spin until Ctrl-C, then shut both down."""
     node = PolicyNode(transport)
     try:
         transport.spin()
@@ -267,15 +271,8 @@ def _cmd_policy(args: argparse.Namespace) -> int:
     params = load_params(args.params_file, args.param, "uwm_policy")
     params["bundle"] = args.bundle
     transport = DDSTransport("uwm_policy", params=params)
-    node = PolicyNode(transport)
     transport.logger.info("uwm_policy running over DDS (domain %d)", transport.domain_id)
-    try:
-        transport.spin()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.close()
-        transport.shutdown()
+    run(transport)
     return 0
 
 

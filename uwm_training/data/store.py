@@ -32,6 +32,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BytesCodec, ShardingCodec, ShardingCodecIndexLocation, ZstdCodec
 
+from ..atomic import replace_dir
 from .errors import DatasetError
 from .stats import merge_stats
 
@@ -339,13 +340,7 @@ def staged(out: Path, append: bool) -> Iterator[Path]:
             open_store(out)
             _clone(out, tmp)
         yield tmp
-        if append:
-            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from uwm_training.atomic import replace_dir
 from uwm_training.model import UnifiedWorldModel, load_model, read_spec, save_model
 from uwm_training.model.weights import weights_path
 
@@ -102,7 +102,7 @@ def export_bundle(
             source={"checkpoint": ckpt.name, "sha256": sha256(ckpt)},
         )
         (tmp / "bundle.yaml").write_text(yaml.safe_dump(manifest.to_dict(), sort_keys=False))
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
@@ -129,15 +129,3 @@ def _validate(
         raise BundleError(f"precisions must include fp32 (the reference) and be in {PRECISIONS}")
     if any(b < 1 for b in batch_sizes):
         raise BundleError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
-
-
-def _replace_dir(new: Path, dest: Path) -> None:
-    """Move ``new`` to ``dest``; an existing ``dest`` is swapped out, never left half-written."""
-    if not dest.exists():
-        os.replace(new, dest)
-        return
-    old = dest.with_name(f".{dest.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(dest, old)
-    os.replace(new, dest)
-    shutil.rmtree(old)

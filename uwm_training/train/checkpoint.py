@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from ..atomic import replace_dir
 from ..model import (
     PolicySpec,
     UnifiedWorldModel,
@@ -68,13 +69,7 @@ def save_checkpoint(
         save_model(ema, tmp / "ema.safetensors", spec)
         torch.save({"format": STATE_FORMAT, "step": step, **state}, tmp / "state.pt")
         (tmp / "train.yaml").write_text(config_yaml)
-        if final.exists():  # re-saving a step (a resumed run's first save): swap, then drop
-            old = root / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(final, old)
-            os.rename(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, final)
+        replace_dir(tmp, final)  # re-saving a step (a resumed run's first save) swaps it
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
