@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from uwm_ros.engines import Observation, load_engine
+from uwm_ros.engines.torch_engine import compile_loop
 from uwm_training.export import export_bundle
 from uwm_training.model import PolicySpec, UnifiedWorldModel, preset, save_model
 from uwm_training.model.info import model_info
@@ -82,12 +83,7 @@ def model_row(
             )
         return out.actions.float()  # type: ignore[union-attr]
 
-    fn = chunk
-    if compiled and device == "cpu":
-        torch._inductor.config.freezing = True  # fold weights (and their bf16 casts)
-        fn = torch.compile(chunk, fullgraph=True)
-    elif compiled:
-        fn = torch.compile(chunk, mode="reduce-overhead", fullgraph=True)  # CUDA graphs
+    fn = compile_loop(chunk, device, fullgraph=True) if compiled else chunk
     return lambda: fn(*inputs)
 
 

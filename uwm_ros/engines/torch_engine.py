@@ -17,6 +17,15 @@ from .base import Engine, EngineError
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def compile_loop(fn: Any, device: str, fullgraph: bool = False) -> Any:
+    """torch.compile a sampling loop: weights frozen as constants on CPU (their bf16 casts fold
+    away), the whole loop captured in a CUDA graph (``reduce-overhead``) on CUDA."""
+    if device.startswith("cuda"):
+        return torch.compile(fn, mode="reduce-overhead", fullgraph=fullgraph)
+    torch._inductor.config.freezing = True
+    return torch.compile(fn, fullgraph=fullgraph)
+
+
 class TorchEngine(Engine):
     """Runs ``UnifiedWorldModel.sample`` (obs + timestep conditioning computed once per chunk).
 
@@ -43,12 +52,7 @@ class TorchEngine(Engine):
     def _loop_fn(self, mode: str) -> Any:
         if mode not in self._loops:
             fn: Any = partial(self._sample, mode)
-            if self.compile and self.device.startswith("cuda"):
-                fn = torch.compile(fn, mode="reduce-overhead")  # CUDA graph of the whole loop
-            elif self.compile:
-                torch._inductor.config.freezing = True  # weights (and casts) become constants
-                fn = torch.compile(fn)
-            self._loops[mode] = fn
+            self._loops[mode] = compile_loop(fn, self.device) if self.compile else fn
         return self._loops[mode]
 
     def _sample(self, mode: str, t: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, ...]:

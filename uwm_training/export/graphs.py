@@ -31,10 +31,7 @@ class ObsEncoderGraph(nn.Module):
         self.model = model
 
     def forward(self, images: Tensor, proprio: Tensor | None = None) -> Tensor:
-        dtype = self.model.denoiser.adaLN_obs.weight.dtype
-        p = None if proprio is None else proprio.to(dtype)
-        obs = self.model.obs_encoder(images.to(dtype), p)
-        return self.model.denoiser.condition(obs).float()
+        return self.model.denoiser.condition(self.model.encode_obs(images, proprio)).float()
 
 
 class DenoiserStepGraph(nn.Module):
@@ -46,8 +43,7 @@ class DenoiserStepGraph(nn.Module):
         self, obs_cond: Tensor, actions: Tensor, t_action: Tensor, *video: Tensor
     ) -> tuple[Tensor, ...]:
         """video = (future, t_video) for UWM, empty for the DP baseline."""
-        den = self.model.denoiser
-        dtype = den.adaLN_obs.weight.dtype
+        den, dtype = self.model.denoiser, self.model.dtype
         future, t_video = video if video else (None, None)
         cond = obs_cond.to(dtype) + den.timestep_condition(t_action, t_video)
         eps_a, eps_o = den.denoise(

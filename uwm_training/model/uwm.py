@@ -62,6 +62,16 @@ class UnifiedWorldModel(nn.Module):
         self.denoiser = UWMDenoiser(cfg)
         self.scheduler = DDIMScheduler(cfg.num_train_steps, cfg.num_inference_steps)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the network computes in: its weights' (fp32, or bf16/fp16 for engines)."""
+        return self.denoiser.adaLN_obs.weight.dtype
+
+    def encode_obs(self, images: Tensor, proprio: Tensor | None = None) -> Tensor:
+        """Observation features (B, obs_dim) in the compute dtype; inputs may be fp32."""
+        dtype = self.dtype
+        return self.obs_encoder(images.to(dtype), None if proprio is None else proprio.to(dtype))
+
     # ----- future frames <-> latents -----------------------------------------------------------
     def encode_future(self, images: Tensor) -> Tensor:
         """(B, V, T', 3, H, W) in [0, 1] -> normalised latents (B, V, C, T', h, w)."""
@@ -93,7 +103,7 @@ class UnifiedWorldModel(nn.Module):
         actions = batch["actions"]
         B, dev = actions.shape[0], actions.device
         has_action = batch.get("has_action", torch.ones(B, dtype=torch.bool, device=dev))
-        obs = self.obs_encoder(batch["obs_images"], batch.get("proprio"))
+        obs = self.encode_obs(batch["obs_images"], batch.get("proprio"))
 
         T = cfg.num_train_steps
         t_a = torch.randint(0, T, (B,), device=dev, generator=generator)
@@ -172,14 +182,14 @@ class UnifiedWorldModel(nn.Module):
         t_a = steps if denoise_a else torch.full_like(steps, held_a)  # (S,) one per step
         t_o = steps if denoise_o else torch.full_like(steps, held_o)
 
-        # The network computes in its weights' dtype (fp32, or bf16/fp16 for engines); the
-        # DDIM update always runs in fp32.
-        dtype = den.adaLN_obs.weight.dtype
+        # The network computes in self.dtype (fp32, or bf16/fp16 for engines); the DDIM update
+        # always runs in fp32.
+        dtype = self.dtype
 
         def net(x: Tensor | None) -> Tensor | None:
             return None if x is None else x.to(dtype)
 
-        obs = self.obs_encoder(obs_images.to(dtype), net(proprio))  # (B, obs_dim)
+        obs = self.encode_obs(obs_images, proprio)  # (B, obs_dim)
         if cache_obs_conditioning:  # both adaLN parts once per chunk; steps are pure DiT
             obs_cond = den.condition(obs)  # (B, M)
             t_cond = den.timestep_condition(t_a, t_o if cfg.future_obs else None)  # (S, M)

@@ -40,7 +40,6 @@ from ..model.weights import CHECKPOINT_FILES, weights_path
 from .config import TrainError
 
 STATE_FORMAT = "uwm-train-state/1"
-WEIGHT_FILES = CHECKPOINT_FILES  # preference order for loading a model
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 
@@ -129,7 +128,7 @@ def load_checkpoint(ckpt: Path) -> Resumed:
 
 def load_state(ckpt: Path) -> dict[str, Any]:
     """The training state of a checkpoint directory, checked for completeness."""
-    missing = [n for n in (*WEIGHT_FILES, "state.pt") if not (ckpt / n).is_file()]
+    missing = [n for n in (*CHECKPOINT_FILES, "state.pt") if not (ckpt / n).is_file()]
     if missing:
         raise CheckpointError(f"{ckpt}: incomplete checkpoint, missing {missing}")
     try:
