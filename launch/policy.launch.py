@@ -2,7 +2,9 @@
 
 Starts the policy node with config/policy.yaml (overridable), optionally RViz with
 config/rviz/uwm.rviz, and, given a URDF, a robot_state_publisher for the "ghost" robot that
-shows the end of each predicted action chunk (frames prefixed ``ghost/``).
+shows the end of each predicted action chunk (frames prefixed ``ghost/``). With
+``lifecycle:=true`` the node waits unconfigured for ``ros2 lifecycle set /uwm_policy configure``
+(loads the engine) and ``activate`` (starts publishing), or a lifecycle manager.
 """
 
 from pathlib import Path
@@ -39,6 +41,9 @@ def generate_launch_description():
         DeclareLaunchArgument("params_file", default_value=str(share / "config" / "policy.yaml")),
         DeclareLaunchArgument("backend", default_value="auto"),
         DeclareLaunchArgument("enabled", default_value="false", description="publish actions"),
+        DeclareLaunchArgument(
+            "lifecycle", default_value="false", description="managed node: wait for configure"
+        ),
         DeclareLaunchArgument("use_rviz", default_value="true"),
         DeclareLaunchArgument("namespace", default_value=""),
         DeclareLaunchArgument("urdf", default_value="", description="URDF for the ghost robot"),
@@ -56,6 +61,7 @@ def generate_launch_description():
                 "bundle": LaunchConfiguration("bundle"),
                 "backend": LaunchConfiguration("backend"),
                 "enabled": LaunchConfiguration("enabled"),
+                "lifecycle": LaunchConfiguration("lifecycle"),
                 "joint_states_topic": LaunchConfiguration("joint_states"),
             },
         ],

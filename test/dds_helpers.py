@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields, is_dataclass
 from typing import Any
 
 import numpy as np
 import pytest
+
+from uwm_ros.conversions import image_msg, joint_state_msg
+from uwm_ros.transport.base import SENSOR_DATA, Timer, Transport
 
 # loopback only, no multicast; unicast discovery finds the peers' ports on 127.0.0.1 by
 # participant index, so several test processes on one machine meet without the network
@@ -59,6 +62,29 @@ def spin_until(transport: Any, condition: Callable[[], bool], timeout_s: float =
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s")
         transport.spin_once(0.05)
+
+
+def feed_inputs(
+    transport: Transport, cameras: Sequence[str], joints: Sequence[str], period_s: float = 0.05
+) -> Timer:
+    """Publish random frames on /camera/<name>/image_raw and /joint_states, stamped now, from a
+    timer of ``transport`` (a policy node's inputs); cancel the returned timer to stop."""
+    images = {
+        c: transport.publisher(f"/camera/{c}/image_raw", "sensor_msgs/msg/Image", SENSOR_DATA)
+        for c in cameras
+    }
+    states = transport.publisher("/joint_states", "sensor_msgs/msg/JointState")
+    rng = np.random.default_rng(0)
+
+    def publish() -> None:
+        now = transport.now_ns() * 1e-9
+        for camera, publisher in images.items():
+            rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+            publisher.publish(image_msg(transport, rgb, now, camera))
+        positions = rng.uniform(-1.0, 0.5, len(joints))
+        states.publish(joint_state_msg(transport, tuple(joints), positions, now))
+
+    return transport.timer(period_s, publish)
 
 
 def assert_msg_equal(a: Any, b: Any, path: str = "msg") -> None:

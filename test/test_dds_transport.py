@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from dds_helpers import assert_msg_equal, dds_domain, spin_until, wait_until  # noqa: F401
+from dds_helpers import WAIT_S, assert_msg_equal, dds_domain, spin_until, wait_until  # noqa: F401
 
 from uwm_ros.msgs import ACTION_CHUNK
 from uwm_ros.transport.base import RELIABLE, SENSOR_DATA
@@ -140,8 +141,56 @@ def test_params_new_clock_and_shutdown(dds_domain: int) -> None:  # noqa: F811
     spinner.join(timeout=5)
     assert not spinner.is_alive()
     node.shutdown()  # idempotent
-    with pytest.raises(RuntimeError):
-        publisher.publish(state)
+    publisher.publish(state)  # a no-op now, like the node it belonged to
+    with pytest.raises(RuntimeError, match="shut down"):
+        node.publisher("/late", "std_msgs/msg/String")
+
+
+def test_shutdown_lets_a_running_timer_callback_finish(
+    dds_domain: int,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    node = DDSTransport("late_ticker")
+    publisher = node.publisher("/late", "std_msgs/msg/String")
+    msg = node.new("std_msgs/msg/String", data="late")
+    running, published = threading.Event(), []
+
+    def tick() -> None:  # a diagnostics timer that fires just as the node shuts down
+        running.set()
+        time.sleep(0.2)  # shutdown() starts meanwhile
+        publisher.publish(msg)
+        published.append(msg)
+
+    node.timer(0.01, tick)
+    assert running.wait(WAIT_S)
+    with caplog.at_level(logging.ERROR):
+        node.shutdown()
+    assert published and not caplog.records  # the tick completed, nothing was logged
+
+
+def test_publish_racing_shutdown_is_dropped(dds_domain: int) -> None:  # noqa: F811
+    node = DDSTransport("racer")
+    publisher = node.publisher("/race", "std_msgs/msg/String")
+    msg = node.new("std_msgs/msg/String", data="race")
+    started, done, errors = threading.Event(), threading.Event(), []
+
+    def spam() -> None:  # an engine thread publishing while the node shuts down
+        started.set()
+        try:
+            while not done.is_set():
+                publisher.publish(msg)
+        except Exception as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=spam)
+    thread.start()
+    assert started.wait(WAIT_S)
+    time.sleep(0.05)
+    node.shutdown()
+    time.sleep(0.05)  # publishes after the shutdown, too
+    done.set()
+    thread.join(WAIT_S)
+    assert not errors
 
 
 def test_shutdown_from_a_callback(pair: tuple[DDSTransport, DDSTransport]) -> None:

@@ -5,6 +5,10 @@ Topics (relative names are under the node): in ``/camera/<name>/image_raw`` (or 
 and ``/joint_states``; out ``~/action_chunk``, ``~/joint_trajectory`` (optional, for
 ros2_control), ``~/predicted/<camera>/image_raw`` and ``~/predicted_frames``,
 ``~/predicted_joint_states`` (ghost robot), ``/diagnostics``.
+
+ROS 2 managed-node states, on any transport: configure loads the engine, activate starts
+inference and publishing, deactivate and cleanup undo them. With the ``lifecycle`` parameter
+false (the default) the node configures and activates itself on construction.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from uwm_ros.engines import Engine, load_engine
 from uwm_ros.runtime import Chunk, PolicyRuntime, RuntimeConfig
 from uwm_ros.transport.base import RELIABLE, SENSOR_DATA, Transport
 
+TRANSPORT_PARAMS = ("use_sim_time",)  # read by the transport, as every ROS node has it
+
 DEFAULTS: dict[str, Any] = {
     "bundle": "",
     "backend": "auto",
@@ -48,22 +54,57 @@ DEFAULTS: dict[str, Any] = {
     "enabled": False,
     "publish_trajectory": False,
     "frames_every": 0,
+    "lifecycle": False,  # wait for lifecycle transitions instead of starting active
 }
 
 
 class PolicyNode:
+    """The policy node: unconfigured -> configure -> inactive -> activate -> active, and back.
+
+    Parameters are read once, here. A given ``engine`` is used by every configure; otherwise
+    configure loads one from the ``bundle`` parameter and cleanup drops it.
+    """
+
     def __init__(self, transport: Transport, engine: Engine | None = None):
         self.t = transport
-        p = {k: transport.param(k, v) for k, v in DEFAULTS.items()}
+        self.params = {k: transport.param(k, v) for k, v in DEFAULTS.items()}
+        self.runtime: PolicyRuntime | None = None
+        self.active = False
+        self._engine = engine
+        self._wired = False
+        # ticks, diagnostics and transitions one at a time: nothing is published after
+        # deactivate returns
+        self._lock = threading.Lock()
+        if self.params["lifecycle"]:
+            transport.manage(self)
+        else:
+            self.configure()
+            self.activate()
+
+    @property
+    def state(self) -> str:
+        """ROS 2 lifecycle state: unconfigured, inactive or active."""
+        if self.runtime is None:
+            return "unconfigured"
+        return "active" if self.active else "inactive"
+
+    # ----- lifecycle transitions ---------------------------------------------------------------
+    def configure(self) -> None:
+        """Load the engine, check the parameters against it and start the runtime (no ticks)."""
+        self._expect("unconfigured", "configure")
+        p = self.params
+        engine = self._engine
         if engine is None:
             if not p["bundle"]:
                 raise ValueError("parameter 'bundle' (a policy bundle directory) is required")
             engine = load_engine(p["bundle"], p["backend"], p["device"] or None, p["precision"])
             engine.warmup()
-        model, spec = engine.cfg, engine.manifest.spec
+        model = engine.cfg
         for key in ("action_lower", "action_upper"):
             if p[key] and len(p[key]) != model.action_dim:
                 raise ValueError(f"parameter {key!r} needs {model.action_dim} values, got {p[key]}")
+        if not self._wired:
+            self._wire(model.cameras, engine.manifest.spec.fps)
         cfg = RuntimeConfig(
             execute_steps=p["execute_steps"] or max(1, model.horizon // 2),
             seam=p["seam"],
@@ -75,57 +116,98 @@ class PolicyNode:
             enabled=p["enabled"],
             frames_every=p["frames_every"],
         )
-        self._tick_lock = threading.Lock()  # ticks come from the timer, joints and the engine
-        self.runtime = PolicyRuntime(
-            engine, cfg, clock=lambda: transport.now_ns() * 1e-9, on_ready=self.on_tick
+        runtime = PolicyRuntime(
+            engine, cfg, clock=lambda: self.t.now_ns() * 1e-9, on_ready=self.on_tick
         )
-        topics = list(p["camera_topics"]) or [f"/camera/{c}/image_raw" for c in model.cameras]
-        if len(topics) != len(model.cameras):
-            raise ValueError(f"camera_topics has {len(topics)} topics for cameras {model.cameras}")
-        for cam, topic in zip(model.cameras, topics):
+        with self._lock:
+            self.runtime = runtime
+
+    def activate(self) -> None:
+        """Start inference and publishing."""
+        self._expect("inactive", "activate")
+        with self._lock:
+            self.active = True
+
+    def deactivate(self) -> None:
+        """Stop inference and publishing; inputs still fill the history."""
+        self._expect("active", "deactivate")
+        with self._lock:
+            self.active = False
+
+    def cleanup(self) -> None:
+        """Stop the runtime and drop the engine it holds."""
+        self._expect("inactive", "cleanup")
+        with self._lock:
+            runtime, self.runtime = self.runtime, None
+        if runtime is not None:
+            runtime.close()  # outside the lock: its inference thread may be waiting for it
+
+    def close(self) -> None:
+        """Deactivate and clean up, from any state (lifecycle shutdown); idempotent."""
+        if self.active:
+            self.deactivate()
+        if self.runtime is not None:
+            self.cleanup()
+
+    def _expect(self, state: str, transition: str) -> None:
+        if self.state != state:
+            raise RuntimeError(f"cannot {transition} a node that is {self.state}, not {state}")
+
+    def _wire(self, cameras: tuple[str, ...], fps: float) -> None:
+        """Subscriptions, publishers and timers, once: transports cannot remove them, so they
+        outlive cleanup and their callbacks do nothing unless the node is configured/active."""
+        p, t = self.params, self.t
+        topics = list(p["camera_topics"]) or [f"/camera/{c}/image_raw" for c in cameras]
+        if len(topics) != len(cameras):
+            raise ValueError(f"camera_topics has {len(topics)} topics for cameras {cameras}")
+        for cam, topic in zip(cameras, topics):
             compressed = topic.endswith("/compressed")
             msgtype = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
-            transport.subscribe(topic, msgtype, self._image_callback(cam, compressed), SENSOR_DATA)
-        transport.subscribe(
+            t.subscribe(topic, msgtype, self._image_callback(cam, compressed), SENSOR_DATA)
+        t.subscribe(
             p["joint_states_topic"], "sensor_msgs/msg/JointState", self._on_joints, RELIABLE
         )
-
-        self.pub_chunk = transport.publisher("~/action_chunk", "uwm_ros/msg/ActionChunk")
+        self.pub_chunk = t.publisher("~/action_chunk", "uwm_ros/msg/ActionChunk")
         self.pub_traj = (
-            transport.publisher("~/joint_trajectory", "trajectory_msgs/msg/JointTrajectory")
+            t.publisher("~/joint_trajectory", "trajectory_msgs/msg/JointTrajectory")
             if p["publish_trajectory"]
             else None
         )
-        self.pub_ghost = transport.publisher(
-            "~/predicted_joint_states", "sensor_msgs/msg/JointState"
-        )
-        self.pub_frames = transport.publisher("~/predicted_frames", "uwm_ros/msg/PredictedFrames")
+        self.pub_ghost = t.publisher("~/predicted_joint_states", "sensor_msgs/msg/JointState")
+        self.pub_frames = t.publisher("~/predicted_frames", "uwm_ros/msg/PredictedFrames")
         self.pub_images = {
-            c: transport.publisher(f"~/predicted/{c}/image_raw", "sensor_msgs/msg/Image")
-            for c in model.cameras
+            c: t.publisher(f"~/predicted/{c}/image_raw", "sensor_msgs/msg/Image") for c in cameras
         }
-        self.pub_diag = transport.publisher("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray")
-        rate = p["control_rate"] or 2 * spec.fps
-        transport.timer(1.0 / rate, self.on_tick)
-        transport.timer(1.0, self.publish_diagnostics)
+        self.pub_diag = t.publisher("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray")
+        t.timer(1.0 / (p["control_rate"] or 2 * fps), self.on_tick)
+        t.timer(1.0, self.publish_diagnostics)
+        self._wired = True
 
     # ----- callbacks ---------------------------------------------------------------------------
     def _image_callback(self, camera: str, compressed: bool):  # type: ignore[no-untyped-def]
         decode = compressed_rgb if compressed else image_rgb
 
         def callback(msg: Any) -> None:
-            self.runtime.on_image(camera, seconds(msg.header.stamp), decode(msg))
+            runtime = self.runtime
+            if runtime is not None:
+                runtime.on_image(camera, seconds(msg.header.stamp), decode(msg))
 
         return callback
 
     def _on_joints(self, msg: Any) -> None:
-        self.runtime.on_joints(seconds(msg.header.stamp), list(msg.name), list(msg.position))
+        runtime = self.runtime
+        if runtime is None:
+            return
+        runtime.on_joints(seconds(msg.header.stamp), list(msg.name), list(msg.position))
         self.on_tick()  # fresh inputs may make an inference due: don't wait for the timer
 
     def on_tick(self) -> None:
         """Timer, new joint states and finished inferences all land here; one at a time."""
-        with self._tick_lock:
-            chunk = self.runtime.tick()
+        with self._lock:
+            runtime = self.runtime
+            if runtime is None or not self.active or self.t.now_ns() == 0:
+                return  # now_ns() is 0 with use_sim_time until the first /clock
+            chunk = runtime.tick()
             if chunk is not None:
                 self.publish(chunk)
 
@@ -196,33 +278,34 @@ class PolicyNode:
             )
 
     def publish_diagnostics(self) -> None:
-        t, r = self.t, self.runtime
-        level = 0 if r.status == "ok" else 1  # diagnostic_msgs OK / WARN
-        values = [
-            t.new("diagnostic_msgs/msg/KeyValue", key=k, value=str(v))
-            for k, v in {
-                **r.counts,
-                "inference_delay_ms": round(r.scheduler.delay * 1e3, 2),
-            }.items()
-        ]
-        status = t.new(
-            "diagnostic_msgs/msg/DiagnosticStatus",
-            level=level,
-            name="uwm_policy",
-            message=r.status,
-            hardware_id="",
-            values=values,
-        )
-        self.pub_diag.publish(
-            t.new(
-                "diagnostic_msgs/msg/DiagnosticArray",
-                header=header(t, t.now_ns() * 1e-9),
-                status=[status],
+        """Status, counters and inference delay on /diagnostics, while active."""
+        with self._lock:
+            t, r = self.t, self.runtime
+            if r is None or not self.active:
+                return
+            level = 0 if r.status == "ok" else 1  # diagnostic_msgs OK / WARN
+            values = [
+                t.new("diagnostic_msgs/msg/KeyValue", key=k, value=str(v))
+                for k, v in {
+                    **r.counts,
+                    "inference_delay_ms": round(r.scheduler.delay * 1e3, 2),
+                }.items()
+            ]
+            status = t.new(
+                "diagnostic_msgs/msg/DiagnosticStatus",
+                level=level,
+                name="uwm_policy",
+                message=r.status,
+                hardware_id="",
+                values=values,
             )
-        )
-
-    def close(self) -> None:
-        self.runtime.close()
+            self.pub_diag.publish(
+                t.new(
+                    "diagnostic_msgs/msg/DiagnosticArray",
+                    header=header(t, t.now_ns() * 1e-9),
+                    status=[status],
+                )
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -256,19 +339,27 @@ def load_params(params_file: str | None, overrides: list[str], node_name: str) -
         if not sep:
             raise ValueError(f"parameter override {item!r} is not key=value")
         params[key] = yaml.safe_load(value)
-    unknown = sorted(set(params) - set(DEFAULTS))
+    known = {*DEFAULTS, *TRANSPORT_PARAMS}
+    unknown = sorted(set(params) - known)
     if unknown:
-        raise ValueError(f"unknown parameters {unknown}; known: {sorted(DEFAULTS)}")
+        raise ValueError(f"unknown parameters {unknown}; known: {sorted(known)}")
     return params
 
 
 def _cmd_policy(args: argparse.Namespace) -> int:
+    params = load_params(args.params_file, args.param, "uwm_policy")  # fail early on typos
     if args.transport == "ros":
-        main(["--ros-args", "-p", f"bundle:={args.bundle}"])
+        ros_args = ["--ros-args"]
+        if args.params_file:
+            ros_args += ["--params-file", args.params_file]
+        for item in [*args.param, f"bundle={args.bundle}"]:  # later assignments win
+            ros_args += ["-p", item.replace("=", ":=", 1)]
+        main(ros_args)
         return 0
+    if params.get("lifecycle"):
+        raise ValueError("parameter 'lifecycle' needs lifecycle services: use --transport ros")
     from uwm_ros.transport.dds import DDSTransport
 
-    params = load_params(args.params_file, args.param, "uwm_policy")
     params["bundle"] = args.bundle
     transport = DDSTransport("uwm_policy", params=params)
     transport.logger.info("uwm_policy running over DDS (domain %d)", transport.domain_id)

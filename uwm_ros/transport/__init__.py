@@ -4,6 +4,6 @@ Only the ROS-free interface is imported here; the adapters are imported by name
 (``uwm_ros.transport.dds``) so that using one never loads the other's middleware.
 """
 
-from .base import RELIABLE, SENSOR_DATA, Publisher, QoS, Timer, Transport
+from .base import RELIABLE, SENSOR_DATA, Lifecycle, Publisher, QoS, Timer, Transport
 
-__all__ = ["RELIABLE", "SENSOR_DATA", "Publisher", "QoS", "Timer", "Transport"]
+__all__ = ["RELIABLE", "SENSOR_DATA", "Lifecycle", "Publisher", "QoS", "Timer", "Transport"]

@@ -11,7 +11,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,17 @@ class Publisher(ABC):
 class Timer(ABC):
     @abstractmethod
     def cancel(self) -> None: ...
+
+
+class Lifecycle(Protocol):
+    """A ROS 2 managed node's transitions; one that raises fails its transition."""
+
+    def configure(self) -> None: ...
+    def activate(self) -> None: ...
+    def deactivate(self) -> None: ...
+    def cleanup(self) -> None: ...
+    def close(self) -> None:
+        """Shutdown from any state."""
 
 
 class Transport(ABC):
@@ -66,6 +77,10 @@ class Transport(ABC):
     @abstractmethod
     def new(self, msgtype: str, **fields: Any) -> Any:
         """A message of ``msgtype``; fields not given get their zero value."""
+
+    @abstractmethod
+    def manage(self, node: Lifecycle) -> None:
+        """Let the middleware's lifecycle services (ROS 2 managed nodes) drive ``node``."""
 
     @abstractmethod
     def spin(self) -> None:

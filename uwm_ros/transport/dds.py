@@ -1,8 +1,9 @@
 """Cyclone DDS adapter of ``Transport``: talks to ROS 2 nodes on the wire, no ROS install needed.
 
 ROS 2 conventions (what ``rmw_cyclonedds`` does): topic ``/foo`` is DDS topic ``rt/foo``, type
-``pkg/msg/T`` is ``pkg::msg::dds_::T_`` in XCDR1, the domain is ``ROS_DOMAIN_ID``. Network
-settings (interfaces, peers) come from ``CYCLONEDDS_URI`` as for any Cyclone application.
+``pkg/msg/T`` is ``pkg::msg::dds_::T_`` in XCDR1, the domain is ``ROS_DOMAIN_ID``, and the
+``use_sim_time`` parameter makes ``/clock`` the node's time. Network settings (interfaces,
+peers) come from ``CYCLONEDDS_URI`` as for any Cyclone application.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication
 from cyclonedds.core import (
+    DDSException,
     GuardCondition,
     InstanceState,
     ReadCondition,
@@ -34,7 +36,7 @@ from cyclonedds.util import duration
 from rosbags.typesys.store import Typestore
 
 from ..msgs import new_message, typestore
-from .base import RELIABLE, QoS, Timer, Transport
+from .base import RELIABLE, Lifecycle, QoS, Timer, Transport
 from .base import Publisher as BasePublisher
 from .idl import IdlTypes, MessageCodec, dds_typename, ros_msgtype
 
@@ -45,6 +47,7 @@ MAX_BLOCKING_S = 0.1  # reliable write blocking bound when a reader's cache is f
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOPIC = re.compile(r"(/[A-Za-z_][A-Za-z0-9_]*)+")
 _ANY = SampleState.Any | ViewState.Any | InstanceState.Any
+CLOCK_QOS = QoS(reliable=False, depth=1)  # rclcpp::ClockQoS: only the newest time matters
 
 
 # ----- naming and QoS ---------------------------------------------------------------------------
@@ -97,9 +100,15 @@ class DDSPublisher(BasePublisher):
         self._writer, self._codec, self._closed = writer, codec, closed
 
     def publish(self, msg: Any) -> None:
+        """Write ``msg``; a no-op once the transport is shut down (a late engine thread, say)."""
         if self._closed.is_set():
-            raise RuntimeError("publish after the transport was shut down")
-        self._writer.write(self._codec.to_idl(msg))
+            return
+        try:
+            self._writer.write(self._codec.to_idl(msg))
+        except DDSException:
+            if self._closed.is_set():  # shutdown deleted the writer between check and write
+                return
+            raise
 
     def matched(self) -> int:
         """Number of readers currently matched (discovered and QoS-compatible)."""
@@ -175,6 +184,8 @@ class DDSTransport(Transport):
         node_name: ROS node name; ``~/x`` topics expand to ``/<node_name>/x``.
         domain_id: DDS domain; default ``ROS_DOMAIN_ID`` (0 when unset), as ROS 2 does.
         params: node parameters; ``param(name, default)`` returns ``default`` for missing ones.
+            ``use_sim_time: true`` takes the time from ``/clock`` (0 until the first message),
+            as ROS nodes do; timers still tick on the system clock.
         store: typestore for message definitions; default ``uwm_ros.msgs.typestore()``.
 
     Subscription callbacks run in whichever thread calls ``spin``/``spin_once``: a waitset, not
@@ -208,11 +219,16 @@ class DDSTransport(Transport):
         self._timers: list[_ThreadTimer] = []
         self._discovery: ReadCondition | None = None
         self._closed = threading.Event()
+        self._shutdown_once = threading.Lock()  # held for good by the first shutdown
         self._dispatch_lock = threading.Lock()
         self._dispatcher: int | None = None  # thread id inside spin_once
         self._wake = GuardCondition(self._participant)
         self._waitset = WaitSet(self._participant)
         self._waitset.attach(self._wake)
+        self._sim_ns: int | None = None
+        if self._params.get("use_sim_time"):
+            self._sim_ns = 0
+            self.subscribe("/clock", "rosgraph_msgs/msg/Clock", self._on_clock, CLOCK_QOS)
 
     # ----- Transport interface
     def subscribe(
@@ -235,18 +251,23 @@ class DDSTransport(Transport):
         return publisher
 
     def timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
+        if self._closed.is_set():
+            raise RuntimeError("the transport was shut down")
         timer = _ThreadTimer(period_s, callback, self.logger)
         self._timers.append(timer)
         return timer
 
     def now_ns(self) -> int:
-        return time.time_ns()  # no /clock here: ROS time is system time
+        return time.time_ns() if self._sim_ns is None else self._sim_ns
 
     def param(self, name: str, default: Any) -> Any:
         return self._params.get(name, default)
 
     def new(self, msgtype: str, **fields: Any) -> Any:
         return new_message(self.types.store, msgtype, **fields)
+
+    def manage(self, node: Lifecycle) -> None:
+        """No lifecycle services over plain DDS: the caller calls ``node``'s transitions."""
 
     def spin(self) -> None:
         while not self._closed.is_set():
@@ -268,12 +289,15 @@ class DDSTransport(Transport):
                     self._delete()
 
     def shutdown(self) -> None:
-        """Stop timers and spin, delete the participant; idempotent."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
+        """Stop timers, then spin, delete the participant; idempotent. Later publishes are no-ops.
+
+        Timers stop first, so a callback running meanwhile still has a working transport.
+        """
+        if not self._shutdown_once.acquire(blocking=False):
+            return  # done, or in progress in another thread (maybe a timer this one waits for)
         for timer in self._timers:
             timer.cancel()
+        self._closed.set()
         self._wake.set(True)
         if self._dispatcher != threading.get_ident():
             with self._dispatch_lock:  # let a dispatch in another thread finish first
@@ -306,6 +330,9 @@ class DDSTransport(Transport):
         return found
 
     # ----- internals
+    def _on_clock(self, msg: Any) -> None:
+        self._sim_ns = int(msg.clock.sec) * 1_000_000_000 + int(msg.clock.nanosec)
+
     def _topic(self, name: str, msgtype: str) -> tuple[str, MessageCodec, Topic]:
         """(DDS name, codec, Topic); one Topic per name, its type fixed by the first use."""
         if self._closed.is_set():

@@ -3,7 +3,9 @@
 Each subscription gets its own mutually exclusive callback group, the timers another, and a
 MultiThreadedExecutor runs them, so a slow camera callback never delays the control timer.
 Parameters are declared from the defaults the node asks for, so ``ros2 param`` and YAML
-parameter files work as ROS users expect.
+parameter files work as ROS users expect. With the ``lifecycle`` parameter true the node is a
+``rclpy.lifecycle.LifecycleNode`` whose transitions (``ros2 lifecycle set``, a lifecycle
+manager) call the node logic's ``configure``/``activate``/``deactivate``/``cleanup``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from .base import RELIABLE, QoS, Timer, Transport
+from .base import RELIABLE, Lifecycle, QoS, Timer, Transport
 from .base import Publisher as PublisherBase
 
 
@@ -57,13 +60,64 @@ class _Timer(Timer):
         self.timer.cancel()
 
 
+class _LifecycleNode(LifecycleNode):
+    """A LifecycleNode whose transitions call the managed node logic; an exception fails one."""
+
+    managed: Lifecycle | None = None
+
+    def _transition(self, name: str) -> TransitionCallbackReturn:
+        try:
+            getattr(self.managed, name)()
+        except Exception as e:  # rclpy would swallow it: say why the transition failed
+            self.get_logger().error(f"{name} failed: {type(e).__name__}: {e}")
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("configure")
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("activate")
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("deactivate")
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("cleanup")
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("close")
+
+
+def _lifecycle_parameter(node_name: str) -> bool:
+    """The node's ``lifecycle`` parameter (``-p``, params file) before the node exists.
+
+    Overrides are only readable through a node, and this one picks the node class, so a
+    short-lived probe node of the same name reads it.
+    """
+    probe = Node(node_name, start_parameter_services=False, enable_rosout=False)
+    try:
+        return bool(probe.declare_parameter("lifecycle", False).value)
+    finally:
+        probe.destroy_node()
+
+
 class RclpyTransport(Transport):
+    """A rclpy node (a LifecycleNode when its ``lifecycle`` parameter is true).
+
+    Initialises rclpy with ``args`` unless it is running, and shuts it down again on
+    ``shutdown`` only in that case, so several transports can share one process.
+    """
+
     def __init__(self, node_name: str, args: list[str] | None = None):
-        if not rclpy.ok():
+        self._owns_rclpy = not rclpy.ok()
+        if self._owns_rclpy:
             rclpy.init(args=args)
-        self.node = Node(node_name)
+        self.node = (_LifecycleNode if _lifecycle_parameter(node_name) else Node)(node_name)
         self.logger = self.node.get_logger()  # type: ignore[assignment]
         self.timer_group = MutuallyExclusiveCallbackGroup()
+        self.executor = MultiThreadedExecutor()
+        self.executor.add_node(self.node)
 
     def subscribe(
         self, topic: str, msgtype: str, callback: Callable[[Any], None], qos: QoS = RELIABLE
@@ -104,15 +158,20 @@ class RclpyTransport(Transport):
             setattr(msg, key, value)
         return msg
 
+    def manage(self, node: Lifecycle) -> None:
+        if not isinstance(self.node, _LifecycleNode):
+            raise RuntimeError("not a lifecycle node: set its 'lifecycle' parameter to true")
+        self.node.managed = node
+
     def spin(self) -> None:
-        executor = MultiThreadedExecutor()
-        executor.add_node(self.node)
         try:
-            executor.spin()
-        finally:
-            executor.shutdown()
+            self.executor.spin()
+        except ExternalShutdownException:  # rclpy shut down elsewhere (Ctrl-C handler)
+            pass
 
     def shutdown(self) -> None:
+        """Stop spin (in any thread) and the timers, destroy the node."""
+        self.executor.shutdown()
         self.node.destroy_node()
-        if rclpy.ok():
+        if self._owns_rclpy and rclpy.ok():
             rclpy.shutdown()
