@@ -22,9 +22,9 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/policy_latency.py
 
-demo:
-	@echo "make demo arrives with the end-to-end demo (issue 8): record, convert, train, export, run."
-	@exit 2
+DEMO_MINUTES ?= 15
+demo: $(STAMP)
+	$(BIN)/uwm demo --minutes $(DEMO_MINUTES)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info demo_out

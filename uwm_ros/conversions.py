@@ -6,12 +6,17 @@ functions); encoding goes through ``Transport.new`` so each transport builds its
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
-from uwm_ros.transport.base import Transport
+
+class MessageFactory(Protocol):
+    """What builds messages: every ``Transport``, or ``msgs.Messages`` for writing bags."""
+
+    def new(self, msgtype: str, **fields: Any) -> Any: ...
+
 
 # encoding -> (channels, bytes per channel, OpenCV conversion to RGB or None)
 ENCODINGS: dict[str, tuple[int, int, int | None]] = {
@@ -74,18 +79,18 @@ def seconds(stamp: Any) -> float:
     return int(stamp.sec) + int(stamp.nanosec) * 1e-9
 
 
-def time_msg(transport: Transport, t: float) -> Any:
+def time_msg(transport: MessageFactory, t: float) -> Any:
     ns = int(round(t * 1e9))
     return transport.new(
         "builtin_interfaces/msg/Time", sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000
     )
 
 
-def header(transport: Transport, t: float, frame_id: str = "") -> Any:
+def header(transport: MessageFactory, t: float, frame_id: str = "") -> Any:
     return transport.new("std_msgs/msg/Header", stamp=time_msg(transport, t), frame_id=frame_id)
 
 
-def image_msg(transport: Transport, rgb: np.ndarray, t: float, frame_id: str = "") -> Any:
+def image_msg(transport: MessageFactory, rgb: np.ndarray, t: float, frame_id: str = "") -> Any:
     """(H, W, 3) uint8 RGB -> sensor_msgs/Image rgb8."""
     h, w = rgb.shape[:2]
     return transport.new(
@@ -101,7 +106,7 @@ def image_msg(transport: Transport, rgb: np.ndarray, t: float, frame_id: str = "
 
 
 def joint_state_msg(
-    transport: Transport, names: tuple[str, ...], positions: np.ndarray, t: float
+    transport: MessageFactory, names: tuple[str, ...], positions: np.ndarray, t: float
 ) -> Any:
     return transport.new(
         "sensor_msgs/msg/JointState",

@@ -23,6 +23,7 @@ __all__ = [
     "CUSTOM_TYPES",
     "PREDICTED_FRAMES",
     "MessageError",
+    "Messages",
     "find_msg_dir",
     "new_message",
     "numpy_dtype",
@@ -89,6 +90,16 @@ def typestore() -> Typestore:
 
 
 # ----- building messages ------------------------------------------------------------------------
+class Messages:
+    """A message factory without a transport (``conversions.MessageFactory``), for bag writers."""
+
+    def __init__(self, store: Typestore | None = None) -> None:
+        self.store = store or typestore()
+
+    def new(self, msgtype: str, **fields: Any) -> Any:
+        return new_message(self.store, msgtype, **fields)
+
+
 def new_message(store: Typestore, msgtype: str, **fields: Any) -> Any:
     """A ``msgtype`` dataclass: fields not given get their zero value, recursively.
 

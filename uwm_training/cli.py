@@ -12,7 +12,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from uwm_ros.nodes.policy_node import register as register_policy
+from uwm_ros.sim.cli import register as register_sim
+
 from .data.cli import register as register_data
+from .demo.pipeline import register as register_demo
 from .export.cli import register as register_export
 from .train.cli import register as register_train
 
@@ -53,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_export(sub)
     register_data(sub)
     register_train(sub)
+    register_policy(sub)
+    register_sim(sub)
+    register_demo(sub)
     return parser
 
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..transport.base import QoS
     from ..transport.dds import DDSTransport
 
-__all__ = ["BagToolError", "add_bag_commands", "main", "play", "record", "register"]
+__all__ = ["BagToolError", "add_bag_commands", "main", "new_bag", "play", "record", "register"]
 
 ACK_TIMEOUT_S = 5.0  # after the last message: time for reliable readers to catch up
 DISCOVERY_PERIOD_S = 0.2  # how often record looks for publishers of topics it still lacks
@@ -141,46 +141,56 @@ def record(
     The bag is built in a hidden temporary directory next to ``out`` and renamed when
     complete, so ``out`` is never a half-written bag. Returns messages written per topic.
     """
-    from rosbags.rosbag2 import StoragePlugin, Writer
     from tqdm import tqdm
 
     from ..msgs import typestore
     from ..transport.dds import DDSTransport
+
+    stop = stop or threading.Event()
+    store = typestore()
+    counts = dict.fromkeys(topics, 0)
+    with new_bag(out, storage) as writer:
+        transport = DDSTransport("uwm_bag_record")
+        try:
+            with tqdm(unit="msg", disable=not progress) as bar:
+
+                def subscribe(topic: str, msgtype: str, offered: QoS) -> None:
+                    conn = writer.add_connection(topic, msgtype, typestore=store)
+
+                    def write(msg: Any) -> None:
+                        writer.write(conn, transport.now_ns(), store.serialize_cdr(msg, msgtype))
+                        counts[topic] += 1
+                        bar.update()
+
+                    transport.subscribe(topic, msgtype, write, replace(offered, depth=RECORD_DEPTH))
+
+                _record_loop(transport, set(topics), subscribe, duration_s, stop)
+        finally:
+            transport.shutdown()
+    return counts
+
+
+@contextmanager
+def new_bag(out: Path, storage: str = "mcap") -> Iterator[Any]:
+    """An open ``rosbags`` Writer for the new bag ``out``, built in a hidden temporary directory
+    next to it and renamed when the block completes: ``out`` is never a half-written bag."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
 
     if out.exists():
         raise BagToolError(f"{out} already exists")
     if storage not in ("mcap", "sqlite3"):
         raise BagToolError(f"unknown storage {storage!r}; choose mcap or sqlite3")
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-    stop = stop or threading.Event()
-    store = typestore()
-    counts = dict.fromkeys(topics, 0)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".recording", dir=out.parent))
-    transport = DDSTransport("uwm_bag_record")
     writer = Writer(tmp / out.name, version=BAG_VERSION, storage_plugin=plugin)
     writer.open()
     try:
-        with tqdm(unit="msg", disable=not progress) as bar:
-
-            def subscribe(topic: str, msgtype: str, offered: QoS) -> None:
-                conn = writer.add_connection(topic, msgtype, typestore=store)
-
-                def write(msg: Any) -> None:
-                    writer.write(conn, transport.now_ns(), store.serialize_cdr(msg, msgtype))
-                    counts[topic] += 1
-                    bar.update()
-
-                transport.subscribe(topic, msgtype, write, replace(offered, depth=RECORD_DEPTH))
-
-            _record_loop(transport, set(topics), subscribe, duration_s, stop)
-        transport.shutdown()
+        yield writer
         writer.close()
         (tmp / out.name).rename(out)
     finally:
-        transport.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
-    return counts
 
 
 def _record_loop(

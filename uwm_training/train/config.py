@@ -135,6 +135,10 @@ class TrainConfig:
             normalises with the finetuning data's own statistics.
         imagenet_weights: local torchvision resnet18 state dict for a new model's ResNet.
         steps: optimizer steps in total (a resumed run continues to this number).
+        max_minutes: wall-clock budget of this invocation: training stops after the first step
+            past it, evaluating and checkpointing as after the last step. The LR schedule still
+            spans ``steps``: pair it with ``optim.min_lr_ratio: 1`` (constant LR after warmup,
+            as DiT trains) when the budget, not ``steps``, decides. None: no budget.
         batch_size: windows per rank per micro-step; the global batch is
             batch_size * grad_accum * world_size.
         grad_accum: micro-steps per optimizer step.
@@ -162,6 +166,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     steps: int = 100_000
+    max_minutes: float | None = None
     batch_size: int = 36
     grad_accum: int = 1
     precision: str = "auto"
@@ -184,6 +189,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "grad_accum", "ckpt_every", "keep_last", "log_every"):
             if getattr(self, name) < 1:
                 raise TrainError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise TrainError(f"max_minutes must be > 0, got {self.max_minutes}")
         if not 0 <= self.ema_decay < 1:
             raise TrainError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 

@@ -37,6 +37,14 @@ class Dist:
         if self.ddp:
             torch_dist.barrier()
 
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on some rank (e.g. a rank's clock ran out)."""
+        if not self.ddp:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
+        return bool(t.item())
+
 
 def setup(device: str) -> Dist:
     """Join the process group when launched by torchrun; pick this rank's device."""

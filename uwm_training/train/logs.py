@@ -14,7 +14,7 @@ from tqdm import tqdm
 class RunLog:
     """Rank 0 writes; on other ranks every method is a no-op."""
 
-    def __init__(self, out_dir: Path, enabled: bool, start: int, total: int) -> None:
+    def __init__(self, out_dir: Path, enabled: bool, start: int, total: int | None) -> None:
         self.enabled = enabled
         self.writer: Any = None
         self.bar: tqdm[Any] | None = None

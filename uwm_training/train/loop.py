@@ -134,7 +134,7 @@ def _train(cfg: TrainConfig, env: dist.Dist, resume: bool | str | Path) -> Train
     batches = iter(loader)
     params = [p for p in model.parameters() if p.requires_grad]
 
-    log = RunLog(out, env.main, step, cfg.steps)
+    log = RunLog(out, env.main, step, None if cfg.max_minutes else cfg.steps)  # time-bound: no ETA
     if env.main:
         (out / "train.yaml").write_text(cfg.to_yaml())
         trainable = sum(p.numel() for p in params)
@@ -143,13 +143,16 @@ def _train(cfg: TrainConfig, env: dist.Dist, resume: bool | str | Path) -> Train
             f"{trainable / 1e6:.2f} M trainable params | {sum(data.sizes)} train windows from "
             f"{len(data.sizes)} sources | global batch {sampler.global_batch} "
             f"({env.world} ranks) | {precision} on {device}"
+            + (f" | budget {cfg.max_minutes:g} min" if cfg.max_minutes else "")
         )
         if state is not None and state["global_batch"] != sampler.global_batch:
             log.print("note: the global batch changed since the checkpoint: data order differs")
 
     # ----- the loop -----------------------------------------------------------------------------
     last_ckpt = ckpt
-    while step < cfg.steps:
+    deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes else float("inf")
+    done = step >= cfg.steps
+    while not done:
         lr = lr_at(step, cfg.optim, cfg.steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -174,8 +177,9 @@ def _train(cfg: TrainConfig, env: dist.Dist, resume: bool | str | Path) -> Train
         if ema is not None:
             ema.update(model, step)
         step += 1
+        done = step >= cfg.steps or env.any(time.monotonic() > deadline)
 
-        if step % cfg.log_every == 0 or step == cfg.steps:
+        if step % cfg.log_every == 0 or done:
             elapsed = time.perf_counter() - started
             scalars = {k: float(np.mean([i[k] for i in infos])) for k in infos[0]}
             scalars |= {
@@ -186,7 +190,6 @@ def _train(cfg: TrainConfig, env: dist.Dist, resume: bool | str | Path) -> Train
                 "samples_per_s": sampler.global_batch / elapsed,
             }
             log.train(step, scalars)
-        done = step == cfg.steps
         if ema is not None and cfg.eval.every and (step % cfg.eval.every == 0 or done):
             _evaluate(cfg, ema.model, data, device, precision, step, log)
         if step % cfg.ckpt_every == 0 or done:

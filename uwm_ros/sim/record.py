@@ -1,0 +1,98 @@
+"""``uwm sim record``: expert demonstrations as a rosbag2, the topics ``ros2 bag record`` saves.
+
+The sim runs on its own clock, faster than real time: messages carry sim time (from 1 s, as
+recordings made with ``use_sim_time``) in their headers and as the bag's receive times, exact
+to the nanosecond so frames sit exactly on the dataset's grid. Episodes are 1 s apart, each
+started by an ``/episode`` marker; after the task is done the arm rests for 2 s (the policy
+learns to stop, and every episode is long enough for a full window of actions and future
+frames). Action-free recordings keep only the camera and the markers: video without actions
+or joint states, for co-training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from uwm_ros.msgs import Messages
+from uwm_ros.nodes.bag_tools import new_bag
+
+from .expert import expert
+from .node import (
+    COMMAND_TOPIC,
+    EPISODE_TOPIC,
+    IMAGE_TOPIC,
+    JOINTS_TOPIC,
+    SUCCESS_TOPIC,
+    TASK,
+    observation,
+    trajectory,
+)
+from .world import DT, World
+
+EPISODE_GAP_S = 1.0  # between the end of an episode and the start of the next
+SIM_START_NS = 10**9  # small sim times keep float seconds exact to the nanosecond
+HOLD_STEPS = 20  # the arm rests this long after the episode ends, as after a real demonstration
+TYPES = {
+    IMAGE_TOPIC: "sensor_msgs/msg/Image",
+    JOINTS_TOPIC: "sensor_msgs/msg/JointState",
+    COMMAND_TOPIC: "trajectory_msgs/msg/JointTrajectory",
+    EPISODE_TOPIC: "std_msgs/msg/String",
+    SUCCESS_TOPIC: "std_msgs/msg/Bool",
+}
+
+
+@dataclass(frozen=True)
+class Recording:
+    episodes: int
+    successes: int
+    frames: int
+
+
+def record_expert(
+    out: Path,
+    episodes: int,
+    seed: int = 0,
+    action_free: bool = False,
+    image_size: int = 64,
+    storage: str = "mcap",
+    progress: bool = True,
+) -> Recording:
+    """Run the expert on episodes ``seed .. seed + episodes - 1`` and write them to ``out``."""
+    if episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {episodes}")
+    messages = Messages()
+    store = messages.store
+    topics = [IMAGE_TOPIC, EPISODE_TOPIC] if action_free else list(TYPES)
+    t_ns = SIM_START_NS
+    successes = frames = 0
+    with new_bag(out, storage) as writer:
+        conns = {
+            topic: writer.add_connection(topic, TYPES[topic], typestore=store) for topic in topics
+        }
+
+        def write(topic: str, msg: Any, t: float) -> None:
+            if topic in conns:  # receive time = header stamp
+                writer.write(conns[topic], round(t * 1e9), store.serialize_cdr(msg, TYPES[topic]))
+
+        for i in tqdm(range(episodes), unit="episode", disable=not progress):
+            world = World.reset(seed + i)
+            write(EPISODE_TOPIC, messages.new("std_msgs/msg/String", data=TASK), t_ns * 1e-9)
+            hold = HOLD_STEPS
+            while hold:
+                t = t_ns * 1e-9
+                for topic, msg in observation(messages, world, t, image_size).items():
+                    write(topic, msg, t)
+                frames += 1
+                hold -= world.done
+                target = world.q.copy() if world.done else expert(world)
+                write(COMMAND_TOPIC, trajectory(messages, target, t), t)
+                world.step(target)
+                t_ns += int(DT * 1e9)
+            write(SUCCESS_TOPIC, messages.new("std_msgs/msg/Bool", data=world.success), t)
+            successes += world.success
+            t_ns += int(EPISODE_GAP_S * 1e9)
+    return Recording(episodes, successes, frames)

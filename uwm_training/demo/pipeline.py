@@ -1,0 +1,241 @@
+"""``uwm demo``: the whole product on one machine, no robot and no ROS install.
+
+record (sim expert + action-free video) -> convert + preview -> train (autoencoder, co-train)
+-> export + check -> closed loop over DDS (policy vs sim) -> predicted futures + action plot.
+Each stage prints what it did; a failing stage stops the demo with its own error. Outputs go
+to ``OUT`` (``demo_out/``); a rerun starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+EVAL_SEED = 100_000  # closed-loop episodes: block/goal layouts never seen in training
+VIDEO_SEED = 10_000  # the action-free recordings
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of everything: the full demo (~15 min of training) or ``--quick``."""
+
+    expert_episodes: int
+    video_episodes: int
+    minutes: float  # training wall time: autoencoder + co-training
+    eval_episodes: int
+    batch_size: int = 16
+
+    @property
+    def autoencoder_minutes(self) -> float:
+        return self.minutes * 0.2
+
+
+FULL = Budget(expert_episodes=200, video_episodes=60, minutes=15.0, eval_episodes=20)
+QUICK = Budget(expert_episodes=6, video_episodes=3, minutes=0.6, eval_episodes=2, batch_size=4)
+
+
+class DemoError(RuntimeError):
+    """A stage failed; the message names the stage and carries its error."""
+
+
+class Demo:
+    """Runs the stages in order, timing each; ``summary`` collects what the user gets told."""
+
+    def __init__(self, out: Path, budget: Budget) -> None:
+        self.out, self.budget = out, budget
+        self.summary: dict[str, Any] = {"budget": asdict(budget), "stages_s": {}}
+        self.stage_count = 0
+
+    def stage(self, name: str, run: Callable[[], T]) -> T:
+        self.stage_count += 1
+        print(f"\n=== [{self.stage_count}/6] {name} ===", flush=True)
+        started = time.perf_counter()
+        try:
+            result = run()
+        except Exception as e:
+            raise DemoError(f"stage '{name}' failed: {type(e).__name__}: {e}") from e
+        seconds = time.perf_counter() - started
+        self.summary["stages_s"][name] = round(seconds, 1)
+        print(f"--- {name}: done in {seconds:.0f} s", flush=True)
+        return result
+
+    # ----- stages --------------------------------------------------------------------------------
+    def record(self) -> None:
+        from uwm_ros.sim.record import record_expert
+
+        b = self.budget
+        rec = record_expert(self.out / "recordings" / "expert", b.expert_episodes, seed=0)
+        video = record_expert(self.out / "recordings" / "video", b.video_episodes, VIDEO_SEED,
+                              action_free=True)  # fmt: skip
+        print(f"expert: {rec.episodes} episodes, {rec.frames} frames, {rec.successes} successful; "
+              f"action-free: {video.episodes} episodes, {video.frames} frames")  # fmt: skip
+
+    def convert(self) -> None:
+        from ..data.config import load_config
+        from ..data.convert import bag_jobs, build_dataset
+        from ..data.extract import dataset_spec
+        from ..data.preview import write_preview
+        from ..data.report import format_report
+
+        for name, config in (("expert", "sim_convert.yaml"), ("video", "sim_convert_video.yaml")):
+            cfg = load_config(CONFIG_DIR / config)
+            jobs = bag_jobs([self.out / "recordings" / name], cfg)
+            reports = build_dataset(jobs, self.out / "data" / name, False, 1,
+                                    dataset_spec(cfg, None), True)  # fmt: skip
+            print("\n".join(format_report(r) for r in reports))
+        frames = write_preview(self.out / "data" / "expert", self.out / "dataset_preview.mp4")
+        print(f"wrote {self.out / 'dataset_preview.mp4'} ({frames} frames of episode 0)")
+
+    def train(self) -> Path:
+        from ..train.checkpoint import find_checkpoint
+        from ..train.config import from_dict
+        from ..train.loop import train
+
+        b, runs = self.budget, self.out / "runs"
+        common: dict[str, Any] = {
+            "preset": "small",
+            "model": {"autoencoder": {"base_channels": 16}},  # 4x cheaper than the preset's 32
+            "data": {
+                "sources": [
+                    {"path": str(self.out / "data" / "expert"), "weight": 3.0},
+                    {"path": str(self.out / "data" / "video"), "weight": 1.0},
+                ],
+                "val_fraction": 0.05,
+                "num_workers": 0,
+            },
+            "optim": {"lr": 3e-4, "warmup_steps": 50, "min_lr_ratio": 1.0},
+            "eval": {"every": 1_000_000, "batches": 1, "gif_samples": 4},  # once, at the end
+            "batch_size": b.batch_size,
+            "ckpt_every": 1_000_000,
+            "keep_last": 1,
+            "log_every": 10,
+        }
+        ae = train(from_dict({**common, "stage": "autoencoder", "out_dir": str(runs / "ae"),
+                              "max_minutes": b.autoencoder_minutes}))  # fmt: skip
+        uwm = train(from_dict({**common, "stage": "cotrain", "out_dir": str(runs / "uwm"),
+                               "autoencoder_from": str(ae.checkpoint),
+                               "max_minutes": b.minutes - b.autoencoder_minutes}))  # fmt: skip
+        self.summary["train_steps"] = {"autoencoder": ae.step, "uwm": uwm.step}
+        print(f"TensorBoard: tensorboard --logdir {runs}")
+        return find_checkpoint(runs / "uwm")
+
+    def export(self, checkpoint: Path) -> tuple[Path, dict[str, str]]:
+        from uwm_ros.engines import load_engine
+
+        from ..export.check import check_bundle
+        from ..export.exporter import export_bundle
+        from ..train.optim import cpu_has_native_bf16
+
+        bundle = self.out / "bundle"
+        export_bundle(checkpoint, bundle, modes=("policy", "joint"))
+        check_bundle(bundle)
+        print(f"{bundle}: checked (files, hashes, ONNX Runtime against PyTorch)")
+        candidates = [("onnxruntime", "fp32"), ("torch", "fp32")]
+        if cpu_has_native_bf16():
+            candidates.append(("torch", "bf16"))
+        timings = {}
+        for backend, precision in candidates:  # whichever is faster here drives the robot
+            engine = load_engine(bundle, backend, "cpu", precision)
+            engine.warmup(2)
+            started = time.perf_counter()
+            engine.warmup(5)
+            timings[(backend, precision)] = (time.perf_counter() - started) / 5 * 1e3
+            print(f"  {backend:<12} {precision}: {timings[(backend, precision)]:6.1f} ms per chunk")
+        backend, precision = min(timings, key=timings.__getitem__)
+        self.summary["backend_ms"] = {f"{k[0]}-{k[1]}": round(v, 1) for k, v in timings.items()}
+        return bundle, {"backend": backend, "precision": precision}
+
+    def closed_loop(self, bundle: Path, engine: dict[str, str]) -> None:
+        from uwm_ros.sim.expert import RandomController, expert
+        from uwm_ros.sim.node import run_episodes
+        from uwm_ros.sim.world import JOINT_NAMES
+
+        from ..export.bundle import read_manifest
+        from .closed_loop import run_closed_loop
+        from .media import write_action_plot, write_futures_video
+
+        n = self.budget.eval_episodes
+        seeds = list(range(EVAL_SEED, EVAL_SEED + n))
+        params = {**engine, "frames_every": 1}
+        loop = run_closed_loop(bundle, n, EVAL_SEED, self.out / "logs" / "policy.log", params)
+        rates = {
+            "policy": float(np.mean([r.success for r in loop.results])),
+            "expert": float(np.mean(run_episodes(expert, seeds)[0])),
+            "random": float(np.mean(run_episodes(RandomController(0), seeds)[0])),
+        }
+        self.summary["success"] = rates
+        self.summary["policy_inference_ms"] = round(loop.inference_ms, 1)
+        fps = read_manifest(bundle).spec.fps
+        frames = write_futures_video(loop.first, self.out / "predicted_futures.mp4", fps)
+        write_action_plot(loop.first, list(JOINT_NAMES), self.out / "action_chunks.png")
+        print(f"wrote {self.out / 'predicted_futures.mp4'} ({frames} frames) and "
+              f"{self.out / 'action_chunks.png'}")  # fmt: skip
+
+    def report(self) -> None:
+        rates, b = self.summary["success"], self.budget
+        (self.out / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
+        print(f"\n=== uwm demo: summary ({self.out}) ===")
+        for name, seconds in self.summary["stages_s"].items():
+            print(f"  {name:<28} {seconds:7.0f} s")
+        steps = self.summary["train_steps"]
+        print(f"  trained {b.minutes:g} min: autoencoder {steps['autoencoder']} steps, "
+              f"UWM {steps['uwm']} steps (batch {b.batch_size})")  # fmt: skip
+        print(f"  success over {b.eval_episodes} unseen episodes: policy {rates['policy']:.0%} | "
+              f"scripted expert {rates['expert']:.0%} | random {rates['random']:.0%}")  # fmt: skip
+        print(f"  policy inference {self.summary['policy_inference_ms']} ms per chunk")
+        for name in ("predicted_futures.mp4", "action_chunks.png", "dataset_preview.mp4",
+                     "summary.json"):  # fmt: skip
+            print(f"  {self.out / name}")
+
+
+def run_demo(out: Path, budget: Budget) -> dict[str, Any]:
+    """All stages into a fresh ``out``; returns the summary (also in ``out/summary.json``)."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    demo = Demo(out, budget)
+    demo.stage("record demonstrations", demo.record)
+    demo.stage("convert to a dataset", demo.convert)
+    checkpoint = demo.stage("train", demo.train)
+    bundle, engine = demo.stage("export and check the bundle", lambda: demo.export(checkpoint))
+    demo.stage("closed loop over DDS", lambda: demo.closed_loop(bundle, engine))
+    demo.stage("report", demo.report)
+    return demo.summary
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import sys
+
+    budget = QUICK if args.quick else FULL
+    if args.minutes is not None:
+        budget = Budget(**{**asdict(budget), "minutes": args.minutes})
+    try:
+        run_demo(args.out, budget)
+    except DemoError as e:
+        print(f"\nuwm demo stopped: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(sub: Any) -> None:
+    doc = "record, convert, train, export and run the policy against the simulated robot"
+    p = sub.add_parser("demo", help=doc, description=doc + " (about 20 minutes on 2 cores).",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=(
+        "examples:\n  uwm demo                       # what make demo runs\n"
+        "  uwm demo --minutes 60          # train longer\n"
+        "  uwm demo --quick --out /tmp/d  # every stage on tiny budgets (~2 min)"
+    ))  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory")
+    p.add_argument("--quick", action="store_true", help="tiny budgets: checks the pipeline")
+    p.add_argument("--minutes", type=float, help="training wall time (default 15; quick 0.6)")
+    p.set_defaults(func=_cmd_demo)
