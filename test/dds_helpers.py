@@ -19,18 +19,8 @@ import pytest
 
 from uwm_ros.conversions import image_msg, joint_state_msg
 from uwm_ros.transport.base import SENSOR_DATA, Timer, Transport
+from uwm_ros.transport.dds import loopback_env
 
-# loopback only, no multicast; unicast discovery finds the peers' ports on 127.0.0.1 by
-# participant index, so several test processes on one machine meet without the network
-LOOPBACK_CONFIG = (
-    '<CycloneDDS><Domain Id="any"><General>'
-    '<Interfaces><NetworkInterface address="127.0.0.1"/></Interfaces>'
-    "<AllowMulticast>false</AllowMulticast></General>"
-    "<Discovery><ParticipantIndex>auto</ParticipantIndex>"
-    "<MaxAutoParticipantIndex>32</MaxAutoParticipantIndex>"
-    '<Peers><Peer address="127.0.0.1"/></Peers></Discovery>'
-    "</Domain></CycloneDDS>"
-)
 WAIT_S = 10.0  # generous: discovery on a loaded 2-core machine can take seconds
 
 
@@ -39,8 +29,8 @@ def dds_domain() -> Iterator[int]:
     """A random ROS_DOMAIN_ID in 0-100 on loopback, for the whole session."""
     domain = random.SystemRandom().randint(0, 100)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CYCLONEDDS_URI", LOOPBACK_CONFIG)
-        mp.setenv("ROS_DOMAIN_ID", str(domain))
+        for name, value in loopback_env(domain).items():
+            mp.setenv(name, value)
         yield domain
 
 

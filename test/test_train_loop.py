@@ -70,6 +70,15 @@ def test_loss_decreases_on_a_tiny_dataset(run: dict[str, Path]) -> None:
     assert np.mean(loss[-10:]) < 0.85 * np.mean(loss[:10])
 
 
+def test_time_budget_stops_with_a_checkpoint(run: dict[str, Path]) -> None:
+    cfg = pretrain_config(run, "budget", steps=10_000, max_minutes=1e-4, ckpt_every=10_000)
+    result = train(cfg)
+    assert 1 <= result.step < 10_000  # stopped by the clock, not by steps
+    assert result.checkpoint is not None and result.checkpoint.name == f"step-{result.step:08d}"
+    with pytest.raises(TrainError, match="max_minutes"):
+        pretrain_config(run, "bad", max_minutes=0)
+
+
 def test_checkpoints_are_complete_pruned_and_exportable(run: dict[str, Path]) -> None:
     cfg = pretrain_config(run, "ckpt", steps=5, ckpt_every=2, keep_last=2)
     result = train(cfg)

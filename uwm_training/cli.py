@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from uwm_ros.nodes.policy_node import register as register_policy
+from uwm_ros.nodes.cli import register as register_policy
 from uwm_ros.sim.cli import register as register_sim
 
 from .data.cli import register as register_data

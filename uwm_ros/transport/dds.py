@@ -48,6 +48,23 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOPIC = re.compile(r"(/[A-Za-z_][A-Za-z0-9_]*)+")
 _ANY = SampleState.Any | ViewState.Any | InstanceState.Any
 CLOCK_QOS = QoS(reliable=False, depth=1)  # rclcpp::ClockQoS: only the newest time matters
+# Loopback only, no multicast: unicast discovery finds the peers' ports on 127.0.0.1 by
+# participant index, so processes on one machine meet and nothing leaves it (tests, the demo).
+LOOPBACK_CONFIG = (
+    '<CycloneDDS><Domain Id="any"><General>'
+    '<Interfaces><NetworkInterface address="127.0.0.1"/></Interfaces>'
+    "<AllowMulticast>false</AllowMulticast></General>"
+    "<Discovery><ParticipantIndex>auto</ParticipantIndex>"
+    "<MaxAutoParticipantIndex>32</MaxAutoParticipantIndex>"
+    '<Peers><Peer address="127.0.0.1"/></Peers></Discovery>'
+    "</Domain></CycloneDDS>"
+)
+
+
+def loopback_env(domain: int) -> dict[str, str]:
+    """Environment variables that put new participants (and child processes) on loopback in
+    ``domain``; set them before the first participant of the process exists."""
+    return {"CYCLONEDDS_URI": LOOPBACK_CONFIG, "ROS_DOMAIN_ID": str(domain)}
 
 
 # ----- naming and QoS ---------------------------------------------------------------------------

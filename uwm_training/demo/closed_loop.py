@@ -24,16 +24,6 @@ from uwm_ros.sim.node import IMAGE_TOPIC, JOINTS_TOPIC, EpisodeResult, SimNode
 from uwm_ros.sim.world import DT, MAX_STEPS
 from uwm_ros.transport.base import SENSOR_DATA
 
-# loopback only, no multicast: nothing leaves the machine, nothing from outside gets in
-LOOPBACK_CONFIG = (
-    '<CycloneDDS><Domain Id="any"><General>'
-    '<Interfaces><NetworkInterface address="127.0.0.1"/></Interfaces>'
-    "<AllowMulticast>false</AllowMulticast></General>"
-    "<Discovery><ParticipantIndex>auto</ParticipantIndex>"
-    "<MaxAutoParticipantIndex>32</MaxAutoParticipantIndex>"
-    '<Peers><Peer address="127.0.0.1"/></Peers></Discovery>'
-    "</Domain></CycloneDDS>"
-)
 POLICY_NODE = "uwm_policy"
 STARTUP_S = 300.0  # the policy loads its bundle and warms up (torch import, graph compiles)
 
@@ -61,12 +51,6 @@ class ClosedLoopResult:
     inference_ms: float  # median engine time per chunk
 
 
-def loopback_env(domain: int | None = None) -> dict[str, str]:
-    """Environment for a DDS domain on loopback only (a random domain in 101-199 by default)."""
-    domain = random.SystemRandom().randint(101, 199) if domain is None else domain
-    return {"CYCLONEDDS_URI": LOOPBACK_CONFIG, "ROS_DOMAIN_ID": str(domain)}
-
-
 def run_closed_loop(
     bundle: Path,
     episodes: int,
@@ -76,9 +60,10 @@ def run_closed_loop(
 ) -> ClosedLoopResult:
     """Start the policy node on ``bundle`` with ``params``, run ``episodes`` sim episodes from
     ``seed`` against it, and return the results plus the first episode's log."""
-    from uwm_ros.transport.dds import DDSTransport
+    from uwm_ros.transport.dds import DDSTransport, loopback_env
 
-    os.environ.update(loopback_env())  # this process's participant, and the child's
+    # a domain of our own on loopback, for this process's participant and the policy's
+    os.environ.update(loopback_env(random.SystemRandom().randint(101, 199)))
     args = [f"{k}={v}" for k, v in {"enabled": "true", **params}.items()]
     command = [sys.executable, "-m", "uwm_training.cli", "policy", "--bundle", str(bundle)]
     log_path.parent.mkdir(parents=True, exist_ok=True)
