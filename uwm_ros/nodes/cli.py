@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
+
+
+def log_to_stderr() -> None:
+    """Node logs (INFO and up) on stderr, ROS-style: what a node's console shows."""
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
 
 
 def _cmd_policy(args: argparse.Namespace) -> int:
     from .policy_node import load_params, main, run
 
+    log_to_stderr()
     params = load_params(args.params_file, args.param, "uwm_policy")  # fail early on typos
     if args.transport == "ros":
         ros_args = ["--ros-args"]

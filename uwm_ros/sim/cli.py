@@ -13,8 +13,11 @@ RAW = argparse.RawDescriptionHelpFormatter
 def _cmd_sim(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from uwm_ros.nodes.cli import log_to_stderr
+
     from .node import main, run
 
+    log_to_stderr()
     if args.transport == "ros":
         main()
         return 0
