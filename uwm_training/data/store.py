@@ -335,6 +335,7 @@ def staged(out: Path, append: bool) -> Iterator[Path]:
     if out.exists() and not append:
         raise DatasetError(f"{out}: exists; pass --append to add episodes, or choose a new path")
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         if append:
             open_store(out)
