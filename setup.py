@@ -17,6 +17,7 @@ setup(
         "tqdm>=4.66",
         "rosbags>=0.11.9,<0.12",
         "zarr>=3,<4",
+        "backports.zstd>=1.0; python_version < '3.14'",  # frame compression (stdlib from 3.14)
         "cyclonedds>=11.0,<12",
         "onnx>=1.17",
         "onnxruntime>=1.20",

@@ -3,8 +3,10 @@
 A generated bag: two 96x96 rgb8 cameras at 30 Hz and 7-joint states at 200 Hz, for ``--seconds``
 and ``--scale`` times as long. For each bag, each measurement runs in a fresh subprocess (so peak
 RSS is that job's alone): the baseline reads every message and deserialises it with rosbags;
-``uwm convert`` (one worker, no progress bars) converts the bag at each ``--fps``. Throughput is
-bag messages per wall second (CPU seconds of all the process's threads alongside); the ratio is
+``uwm convert`` (one worker, no progress bars) converts the bag at each ``--fps``. The round
+(baseline, then each conversion) runs ``--repeat`` times, interleaved so that load from other
+processes falls on both sides alike; each side's median run is reported. Throughput is bag
+messages per wall second (CPU seconds of all the process's threads alongside); the ratio is
 against the baseline on the same bag in this run (target >= 0.7x), and peak RSS should not grow
 with the bag (streaming). Prints a table, writes JSON.
 
@@ -20,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -133,6 +136,40 @@ def measure(args: list[str]) -> dict[str, Any]:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median wall time, with every run's seconds and the highest peak RSS."""
+    run = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+    peak = max(r["peak_rss_mb"] for r in runs)
+    return {**run, "runs_s": [r["seconds"] for r in runs], "peak_rss_mb": peak}
+
+
+def measure_bag(
+    bag: Path, seconds: float, rates: list[float], repeat: int, tmp: Path
+) -> list[dict[str, Any]]:
+    """Table rows of one bag: ``repeat`` rounds of the baseline, then a conversion per rate."""
+    raw_runs: list[dict[str, Any]] = []
+    conv_runs: dict[float, list[dict[str, Any]]] = {fps: [] for fps in rates}
+    for _ in range(repeat):
+        raw_runs.append(measure(["raw", str(bag)]))
+        for fps in rates:
+            out = tmp / f"ds_{seconds:g}_{fps:g}"
+            shutil.rmtree(out, ignore_errors=True)
+            conv_runs[fps].append(measure(["convert", str(bag), str(fps), str(out)]))
+    raw, rows = median_run(raw_runs), []
+    for fps in rates:
+        conv = median_run(conv_runs[fps])
+        rows.append({
+            "bag_s": seconds, "messages": raw["messages"], "fps": fps, "frames": conv["frames"],
+            "raw_msgs_per_s": raw["messages"] / raw["seconds"],
+            "convert_msgs_per_s": conv["messages"] / conv["seconds"],
+            "ratio": raw["seconds"] / conv["seconds"],
+            "raw_cpu_s": raw["cpu_s"], "convert_cpu_s": conv["cpu_s"],
+            "raw_peak_rss_mb": raw["peak_rss_mb"], "convert_peak_rss_mb": conv["peak_rss_mb"],
+            "raw_runs_s": raw["runs_s"], "convert_runs_s": conv["runs_s"],
+        })  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -141,6 +178,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=10, help="the long bag is this much longer")
     parser.add_argument("--fps", default="10,30", help="dataset frame rates to convert at")
     parser.add_argument("--storage", choices=("sqlite3", "mcap"), default="sqlite3")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of measurements per bag")
     parser.add_argument("--out", type=Path, default=Path("bench/results/convert_throughput.json"))
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -159,20 +197,8 @@ def main() -> None:
             t = time.perf_counter()
             count = write_bench_bag(bag, seconds, args.storage)
             print(f"wrote {bag.name}: {count} messages in {time.perf_counter() - t:.1f} s")
-            raw = measure(["raw", str(bag)])
-            for fps in (float(f) for f in args.fps.split(",")):
-                out = Path(tmp) / f"ds_{seconds:g}_{fps:g}"
-                conv = measure(["convert", str(bag), str(fps), str(out)])
-                rows.append({
-                    "bag_s": seconds, "messages": raw["messages"], "fps": fps,
-                    "frames": conv["frames"],
-                    "raw_msgs_per_s": raw["messages"] / raw["seconds"],
-                    "convert_msgs_per_s": conv["messages"] / conv["seconds"],
-                    "ratio": raw["seconds"] / conv["seconds"],
-                    "raw_cpu_s": raw["cpu_s"], "convert_cpu_s": conv["cpu_s"],
-                    "raw_peak_rss_mb": raw["peak_rss_mb"],
-                    "convert_peak_rss_mb": conv["peak_rss_mb"],
-                })  # fmt: skip
+            rates = [float(f) for f in args.fps.split(",")]
+            rows += measure_bag(bag, seconds, rates, args.repeat, Path(tmp))
     print(TABLE.format(*HEADER))
     for r in rows:
         print(TABLE.format(
@@ -186,6 +212,7 @@ def main() -> None:
     meta = {
         "python": platform.python_version(), "cores": os.cpu_count(), "load": load,
         "storage": args.storage, "camera_hz": CAMERA_HZ, "joint_hz": JOINT_HZ, "size": SIZE,
+        "repeat": args.repeat,
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))

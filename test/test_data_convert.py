@@ -98,6 +98,20 @@ def test_round_trip_multi_rate_bag_gives_exact_arrays(tmp_path: Path, storage: s
     np.testing.assert_array_equal(zarr.open_group(tmp_path / "ds")["data/wrist"][3], got[3])
 
 
+def test_camera_silent_for_seconds_drops_exactly_those_frames(tmp_path: Path) -> None:
+    """A camera out for 3 s (longer than the resampler's slack): the ticks it leaves behind are
+    resolved by the receive clock, and the frames are the brute-force reference's."""
+    msgs = robot_messages(seconds=6.0, drop=tuple(range(60, 150)))
+    bag = write_bag(tmp_path / "bag", msgs)
+    (report,) = convert([bag], tmp_path / "ds", convert_config(tmp_path))
+    expected = reference(msgs, 10, SKEWS)
+    store = Store(tmp_path / "ds")
+    assert store.num_frames == len(expected) == report["frames"] and report["dropped"] >= 29
+    order = [list(expected[0][1]["/joint_states"].name).index(j) for j in JOINTS]
+    want_q = np.stack([m["/joint_states"].position[order] for _, m in expected])
+    np.testing.assert_array_equal(store.lowdim("joint_pos"), want_q.astype(np.float32))
+
+
 def single_camera(
     tmp_path: Path, frames: list[Any], extra: list[Any] = (), **cfg: Any
 ) -> tuple[Store, dict[str, Any]]:

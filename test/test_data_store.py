@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numcodecs
 import numpy as np
 import pytest
 from data_helpers import convert, convert_config, leftovers, robot_messages, write_bag
@@ -12,7 +13,7 @@ from uwm_training.data.config import load_config
 from uwm_training.data.convert import bag_jobs, build_dataset, select_shard
 from uwm_training.data.errors import DataError, DatasetError
 from uwm_training.data.stats import RunningStats
-from uwm_training.data.store import Store
+from uwm_training.data.store import ZSTD_LEVEL, Store
 
 
 def bags(tmp_path: Path, n: int) -> list[Path]:
@@ -112,6 +113,17 @@ def test_running_stats_merge_exactly() -> None:
     np.testing.assert_allclose(d["std"], both.std(0))
     np.testing.assert_allclose(d["min"], both.min(0))
     assert d["count"] == 120
+
+
+def test_frame_encoder_writes_the_bytes_of_zarrs_codec(tmp_path: Path) -> None:
+    """The writer's zstd (it keeps its context) gives the bytes numcodecs, zarr's codec, gives."""
+    convert(bags(tmp_path, 1), tmp_path / "ds", convert_config(tmp_path))
+    encode = Store(tmp_path / "ds").frames("front").encoder()
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 200, 32 * 32 * 3).reshape(32, 32, 3)
+    frames = [ramp + rng.integers(0, 40, ramp.shape), rng.integers(0, 256, ramp.shape), 0 * ramp]
+    for frame in (f.astype(np.uint8) for f in frames):
+        assert encode(frame) == numcodecs.Zstd(level=ZSTD_LEVEL).encode(frame)
 
 
 def test_not_a_dataset_is_a_clear_error(tmp_path: Path) -> None:

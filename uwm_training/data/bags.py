@@ -284,7 +284,7 @@ class Bag:
                     info.name,
                 )
 
-    def deserialize(self, raw: bytes, msgtype: str) -> Any:
+    def deserialize(self, raw: bytes | memoryview, msgtype: str) -> Any:
         return self.typestore.deserialize_cdr(raw, msgtype)
 
     # ----- context manager ----------------------------------------------------------------------

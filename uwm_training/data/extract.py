@@ -1,10 +1,11 @@
 """One bag -> one part store, in a single streaming pass (the unit of work of a worker process).
 
 Per message: cameras and joint states keep their raw bytes (the stamp is read from the CDR
-header without decoding) and are decoded only if a frame uses them (images on the writer's
-thread, joints by ``joints.JointDecoder``); commands (a few Hz) are decoded at once; markers feed
-the episode builder. After each message, the timeline yields the ticks every stream has
-resolved, and the builder turns them into frames. The bag's sha256 is computed alongside.
+header without decoding) and are decoded only if a frame uses them (images by the writer,
+joints by ``joints.JointDecoder``); commands (a few Hz) are decoded at once; markers feed
+the episode builder. After each message, the timeline returns the ticks every stream has
+resolved, and the builder turns them into frames. The bag's sha256 is computed alongside, on
+its own thread (hashlib releases the GIL: it runs on a second core while there is one).
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ class CameraDecoder:
         self.source: tuple[int, int] | None = None
 
     def __call__(self, raw: bytes) -> np.ndarray:
-        msg = _decode(self.bag, raw, self.topic)
+        # A memoryview: rosbags slices the bytes it is given (a copy of the whole image), while
+        # a view's slice is free, and the pixels stay a view until the image is converted.
+        msg = _decode(self.bag, memoryview(raw), self.topic)
         try:
             frame, source = camera_frame(msg, self.topic.msgtype, self.size, self.crop)
         except FieldError as e:
@@ -110,7 +113,7 @@ class CameraDecoder:
 
 
 class CameraSample:
-    """One camera message; a frame job that decodes it (once, on the writer thread)."""
+    """One camera message; a frame job that decodes it (once, when the writer takes it)."""
 
     __slots__ = ("raw", "decoder")
 
@@ -121,7 +124,12 @@ class CameraSample:
         return self.decoder(self.raw)
 
 
-def _decode(bag: Bag, raw: bytes, topic: Topic) -> Any:
+def _receive_time(raw: bytes, recv_ns: int) -> int:
+    """The stamp of a message stamped by receive time."""
+    return recv_ns
+
+
+def _decode(bag: Bag, raw: bytes | memoryview, topic: Topic) -> Any:
     try:
         return bag.deserialize(raw, topic.msgtype)
     except Exception as e:  # damaged message bytes: generated deserialisers raise anything
@@ -151,19 +159,26 @@ class BagConverter:
         action_names = self._command()
         if cfg.episodes.marker_topic:
             self._marker(bag.require(cfg.episodes.marker_topic, None, "marker"))
-        # Hashing reads the whole bag again: on its own thread (hashlib releases the GIL).
+        # Hashing reads the whole bag again: on its own thread, overlapping the pass.
         self._hasher = ThreadPoolExecutor(1)
         self._digest = self._hasher.submit(file_digest, bag.path)
         self.writer = PartWriter(part, dataset_spec(cfg, action_names), converter)
         self.episodes = EpisodeBuilder(cfg, self.writer, COMMAND in self.timeline.streams)
 
     # ----- handlers -----------------------------------------------------------------------------
-    def _stamp(self, topic: Topic, raw: bytes, recv_ns: int) -> int:
-        """Header stamp (receive time for headerless types, zero stamps, or time_source)."""
-        if self.cfg.time_source == "receive" or not topic.has_header:
-            return recv_ns
+    def _by_receive(self, topic: Topic) -> bool:
+        """Stamped by receive time: headerless types, or ``time_source: receive``."""
+        return self.cfg.time_source == "receive" or not topic.has_header
+
+    def _stamper(self, topic: Topic) -> Callable[[bytes, int], int]:
+        """``(raw, receive ns) -> stamp`` of the topic's messages (chosen once per topic)."""
+        return _receive_time if self._by_receive(topic) else self._header_time
+
+    def _header_time(self, raw: bytes, recv_ns: int) -> int:
+        """Header stamp, read without decoding (receive time if it is zero)."""
         sec, nanosec = header_stamp(raw)
-        self.unnormalized_stamps += nanosec >= 1_000_000_000
+        if nanosec >= 1_000_000_000:
+            self.unnormalized_stamps += 1
         stamp = stamp_ns(sec, nanosec)
         if stamp <= 0:
             return recv_ns
@@ -172,15 +187,14 @@ class BagConverter:
         return stamp
 
     def _stream(self, name: str, topic: Topic, skew: float | None) -> None:
-        by_receive = self.cfg.time_source == "receive" or not topic.has_header
-        self.timeline.add(name, self.cfg.skew_ns(skew), by_receive)
+        self.timeline.add(name, self.cfg.skew_ns(skew), self._by_receive(topic))
 
     def _camera(self, name: str, topic: Topic, decoder: CameraDecoder) -> None:
         self._stream(name, topic, self.cfg.cameras[name].max_skew)
+        stamp_of, push = self._stamper(topic), self.timeline.push
 
         def on_camera(recv_ns: int, raw: bytes) -> None:
-            stamp = self._stamp(topic, raw, recv_ns)
-            self.timeline.push(name, stamp, CameraSample(raw, decoder), recv_ns)
+            push(name, stamp_of(raw, recv_ns), CameraSample(raw, decoder), recv_ns)
 
         self.handlers[topic.name] = on_camera
 
@@ -193,19 +207,22 @@ class BagConverter:
             topic.name,
         )  # fmt: skip
         self._stream(JOINTS, topic, joints.max_skew)
-        tolerance, visible = self.cfg.skew_ns(joints.max_skew), [0]
+        stamp_of, push = self._stamper(topic), self.timeline.push
+        tolerance, visible = self.cfg.skew_ns(joints.max_skew), 0
 
         def on_joints(recv_ns: int, raw: bytes) -> None:
-            stamp = self._stamp(topic, raw, recv_ns)
+            nonlocal visible
+            stamp = stamp_of(raw, recv_ns)
             # Publishers sharing the topic may interleave slightly out of order (the decoder
             # checks each one's stamps); more than the skew tolerance is a clock going back.
-            if stamp < visible[0] - tolerance:
+            if stamp < visible - tolerance:
                 raise StampsBackwards(
-                    f"stamps go backwards: {stamp / 1e9:.6f} s after {visible[0] / 1e9:.6f} s"
+                    f"stamps go backwards: {stamp / 1e9:.6f} s after {visible / 1e9:.6f} s"
                 )
             self._last_joint = decoder.sample(raw, stamp, self._last_joint)
-            visible[0] = max(visible[0], stamp)
-            self.timeline.push(JOINTS, visible[0], self._last_joint, recv_ns)
+            if stamp > visible:
+                visible = stamp
+            push(JOINTS, visible, self._last_joint, recv_ns)
 
         self.handlers[topic.name] = on_joints
 
@@ -226,18 +243,21 @@ class BagConverter:
         except FieldError as e:
             raise BagError(self.bag.name, e.detail, topic.name, e.field) from None
         self._stream(COMMAND, topic, action.max_skew)
+        stamp_of = self._stamper(topic)
 
         def on_command(recv_ns: int, raw: bytes) -> None:
             vector = command_vector(_decode(self.bag, raw, topic), topic.msgtype, names)
-            self.timeline.push(COMMAND, self._stamp(topic, raw, recv_ns), vector, recv_ns)
+            self.timeline.push(COMMAND, stamp_of(raw, recv_ns), vector, recv_ns)
 
         self.handlers[topic.name] = on_command
         return names
 
     def _marker(self, topic: Topic) -> None:
+        stamp_of = self._stamper(topic)
+
         def on_marker(recv_ns: int, raw: bytes) -> None:
             start, task = marker_event(_decode(self.bag, raw, topic), topic.msgtype)
-            self.episodes.marker(self._stamp(topic, raw, recv_ns), start, task)
+            self.episodes.marker(stamp_of(raw, recv_ns), start, task)
 
         self.handlers[topic.name] = on_marker
 
@@ -272,9 +292,6 @@ class BagConverter:
             report = self._report()
             source = {"path": str(Path(self.bag.name).absolute()), "kind": "rosbag2"}
             self.writer.close(report, {**source, **self._digest.result()})
-        except BaseException:
-            self.writer.abort()
-            raise
         finally:
             self._hasher.shutdown(wait=False, cancel_futures=True)
         if progress:

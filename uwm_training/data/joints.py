@@ -21,6 +21,9 @@ from .errors import BagError
 _SETTLE_NS = 2 * 10**9  # every configured joint must appear within this much of the first message
 
 
+Merged = tuple[np.ndarray, np.ndarray, int | None]  # values, per-joint stamps, age
+
+
 class JointDecoder:
     """Decodes and merges one joint-state topic's samples (names and fields from the config)."""
 
@@ -53,14 +56,16 @@ class JointDecoder:
             f"stamps go backwards: {stamp / 1e9:.6f} s after {after / 1e9:.6f} s", "header.stamp"
         )
 
-    def merge(self, node: JointSample) -> tuple[np.ndarray, np.ndarray]:
-        """(fields, joints) values and per-joint stamps (-1: never seen) at ``node``."""
+    def merge(self, node: JointSample) -> Merged:
+        """(fields, joints) values, per-joint stamps (-1: never seen) and the age (the oldest
+        stamp; None while a joint is unseen) at ``node``."""
         values = np.zeros((len(self.fields), len(self.names)), np.float32)
         stamps = np.full(len(self.names), -1, np.int64)
+        unseen = len(self.names)  # joints without a value yet (counted here: numpy is slower)
         newest: dict[tuple[str, ...], int] = {}  # per publisher, in this walk
         last: dict[tuple[str, ...], int] = {}
         current: JointSample | None = node
-        while current is not None and stamps.min() < 0:
+        while current is not None and unseen:
             if current.state is not None:  # a merged state: take what is still missing from it
                 missing = stamps < 0
                 values[:, missing] = current.state[0][:, missing]
@@ -78,39 +83,49 @@ class JointDecoder:
                 if current.stamp < self._newest.get(key, -1):
                     self._backwards(current.stamp, self._newest[key])
             last[key] = current.stamp
-            self._apply(msg, key, current.stamp, values, stamps)
+            unseen -= self._apply(msg, key, current.stamp, values, stamps, unseen)
             current = current.prev
         for key, stamp in newest.items():
             self._newest[key] = max(stamp, self._newest.get(key, -1))
-        if stamps.min() < 0:
+        age = int(stamps.min())
+        if age < 0:
             assert self.first_ns is not None
             if node.stamp - self.first_ns > _SETTLE_NS:
                 raise self._fail(f"joints {self.missing(stamps)} never appear", "name")
-        else:
-            self.complete_seen = True
-        return values, stamps
+            return values, stamps, None
+        self.complete_seen = True
+        return values, stamps, age
 
     def _apply(
-        self, msg: Any, key: tuple[str, ...], stamp: int, values: np.ndarray, stamps: np.ndarray
-    ) -> None:
-        """Fill the joints ``msg`` names that are not filled yet."""
+        self,
+        msg: Any,
+        key: tuple[str, ...],
+        stamp: int,
+        values: np.ndarray,
+        stamps: np.ndarray,
+        unseen: int,
+    ) -> int:
+        """Fill the joints ``msg`` names that are not filled yet; returns how many it filled."""
         if key not in self._slots:  # (message positions, dataset positions) of our joints
-            picked = [i for i, n in enumerate(key) if n in self.index]
+            # A joint named twice takes its last value (as numpy's assignment would).
+            picked = {n: i for i, n in enumerate(key) if n in self.index}
             self._slots[key] = (
-                np.array(picked, np.intp),
-                np.array([self.index[key[i]] for i in picked], np.intp),
+                np.array(list(picked.values()), np.intp),
+                np.array([self.index[n] for n in picked], np.intp),
             )
         src, dst = self._slots[key]
         if not len(src):
-            return
+            return 0
         fields = [getattr(msg, name) for name in self.fields]
         for name, field in zip(self.fields, fields):
             if len(field) != len(key):
                 raise self._fail(f"{len(field)} values for {len(key)} names", name)
-        open_ = stamps[dst] < 0
-        src, dst = src[open_], dst[open_]
+        if unseen < len(self.names):  # newer messages filled some joints: keep their values
+            open_ = stamps[dst] < 0
+            src, dst = src[open_], dst[open_]
         stamps[dst] = stamp
         values[:, dst] = np.stack(fields)[:, src]
+        return len(dst)
 
     def missing(self, stamps: np.ndarray) -> list[str]:
         return [n for n, s in zip(self.names, stamps) if s < 0]
@@ -133,9 +148,9 @@ class JointSample:
         self, raw: bytes, stamp: int, prev: JointSample | None, decoder: JointDecoder
     ) -> None:
         self.raw, self.stamp, self.prev, self.decoder = raw, stamp, prev, decoder
-        self.state: tuple[np.ndarray, np.ndarray] | None = None
+        self.state: Merged | None = None
 
-    def _resolve(self) -> tuple[np.ndarray, np.ndarray]:
+    def _resolve(self) -> Merged:
         if self.state is None:
             self.state = self.decoder.merge(self)
             self.prev = None  # older messages are no longer needed
@@ -143,8 +158,7 @@ class JointSample:
 
     def age_ns(self) -> int | None:
         """Stamp of the oldest joint value (skews count from it); None if a joint is unseen."""
-        stamps = self._resolve()[1]
-        return None if (stamps < 0).any() else int(stamps.min())
+        return self._resolve()[2]
 
     def values(self) -> np.ndarray:
         """(fields, joints) float32."""

@@ -17,10 +17,10 @@ so memory is bounded by how far streams lag each other, not by the bag's length.
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 OK, STALE, NONE = "ok", "stale", "none"
 SLACK_NS = 1_000_000_000  # header stamps may lag receive time by this much beyond the worst seen
@@ -31,9 +31,8 @@ class StampsBackwards(ValueError):
     """A stream's stamp is older than its previous one."""
 
 
-@dataclass(frozen=True)
-class Resolved:
-    """One stream at one tick."""
+class Resolved(NamedTuple):
+    """One stream at one tick (a NamedTuple: made for every stream at every tick)."""
 
     status: str  # OK, STALE, or NONE (no sample yet)
     payload: Any = None
@@ -52,12 +51,14 @@ class StreamStats:
     missing: int = 0  # messages those gaps are estimated to have lost
     _intervals: list[int] = field(default_factory=list)
     _nominal: float = 0.0
+    _gap_ns: float = 0.0  # 1.75 nominal periods
 
     def add(self, stamp: int) -> None:
         if self.messages:
             interval = stamp - self.last_ns
             if self._nominal:
-                self._count_gap(interval)
+                if interval > self._gap_ns:  # (runs per message: the common case inline)
+                    self._count_gap(interval)
             elif interval > 0:
                 self._intervals.append(interval)
                 if len(self._intervals) == _NOMINAL_INTERVALS:
@@ -69,14 +70,15 @@ class StreamStats:
 
     def _fix_nominal(self) -> None:
         self._nominal = float(sorted(self._intervals)[len(self._intervals) // 2])
+        self._gap_ns = 1.75 * self._nominal
         for interval in self._intervals:
-            self._count_gap(interval)
+            if interval > self._gap_ns:
+                self._count_gap(interval)
         self._intervals.clear()
 
     def _count_gap(self, interval: int) -> None:
-        if interval > 1.75 * self._nominal:
-            self.gaps += 1
-            self.missing += round(interval / self._nominal) - 1
+        self.gaps += 1
+        self.missing += round(interval / self._nominal) - 1
 
     def to_dict(self) -> dict[str, Any]:
         if self._intervals:
@@ -108,10 +110,12 @@ class Stream:
             raise StampsBackwards(
                 f"stamps go backwards: {stamp / 1e9:.6f} s after {self._prev[1] / 1e9:.6f} s"
             )
-        self._resolve_before(stamp, grid)
+        if stamp > self._next_ns:  # past the first unresolved tick (or the grid is new)
+            self._resolve_before(stamp, grid)
         self._prev = (self.stats.messages, stamp, payload)
         self.stats.add(stamp)
-        self._latency = max(self._latency, recv_ns - stamp)
+        if recv_ns - stamp > self._latency:
+            self._latency = recv_ns - stamp
 
     def clock(self, now_ns: int, grid: Timeline) -> None:
         """Resolve ticks no future message of this stream can reach any more."""
@@ -119,6 +123,12 @@ class Stream:
             self._resolve_before(now_ns, grid)
         elif self._prev is not None:
             self._resolve_before(now_ns - self._latency - SLACK_NS, grid)
+
+    def idle_until(self) -> float:
+        """``clock(now)`` resolves nothing while now <= this (a bound that only grows)."""
+        if self._next_ns < 0 or (self._prev is None and not self.by_receive):
+            return -math.inf  # not started: the first tick or sample changes what clock does
+        return self._next_ns if self.by_receive else self._next_ns + self._latency + SLACK_NS
 
     def finish(self, grid: Timeline) -> None:
         """The bag ended: resolve the ticks the last sample still covers."""
@@ -130,10 +140,11 @@ class Stream:
             if not grid.started:
                 return
             self._next_ns = grid.tick(self._next)
-        while self._next_ns < limit:  # (runs per message: kept to one comparison)
+        while self._next_ns < limit:
             self.out.append(self._resolve(self._next_ns))
             self._next += 1
             self._next_ns = grid.tick(self._next)
+            grid.resolved = True
 
     def _resolve(self, t: int) -> Resolved:
         if self._prev is None:
@@ -148,14 +159,19 @@ class Stream:
         return Resolved(OK if skew <= self.max_skew_ns else STALE, payload, seq, skew)
 
 
+Tick = tuple[int, int, dict[str, Resolved]]  # (tick index, tick ns, stream -> value)
+
+
 class Timeline:
-    """The frame grid and its streams; ``ready()`` yields ticks every stream has resolved."""
+    """The frame grid and its streams; ``ready()`` returns ticks every stream has resolved."""
 
     def __init__(self, fps: float) -> None:
         self.period_ns = 1e9 / fps
         self.t0: int | None = None
         self.streams: dict[str, Stream] = {}
+        self.resolved = False  # a stream resolved a tick since the last ready()
         self._next = 0
+        self._idle_until = -math.inf  # clock() before this receive time is a no-op
 
     @property
     def started(self) -> bool:
@@ -175,17 +191,25 @@ class Timeline:
         self.streams[name].push(stamp, payload, recv_ns, self)
 
     def clock(self, now_ns: int) -> None:
+        """The bag's receive clock reached ``now_ns``."""
+        if now_ns <= self._idle_until:  # (called every few ms of bag time: usually nothing)
+            return
         for stream in self.streams.values():
             stream.clock(now_ns, self)
+        self._idle_until = min((s.idle_until() for s in self.streams.values()), default=math.inf)
 
     def finish(self) -> None:
         for stream in self.streams.values():
             stream.finish(self)
 
-    def ready(self) -> Iterator[tuple[int, int, dict[str, Resolved]]]:
-        """(tick index, tick ns, stream -> value) for every tick all streams have resolved."""
-        streams = self.streams.values()
+    def ready(self) -> list[Tick]:
+        """The ticks all streams have resolved since the last call (called per message)."""
+        if not self.resolved:
+            return []
+        self.resolved = False
+        streams, ticks = self.streams.values(), []
         while streams and all(s.out for s in streams):
             k = self._next
             self._next += 1
-            yield k, self.tick(k), {s.name: s.out.popleft() for s in streams}
+            ticks.append((k, self.tick(k), {s.name: s.out.popleft() for s in streams}))
+        return ticks

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,11 @@ from zarr.codecs import BytesCodec, ShardingCodec, ShardingCodecIndexLocation, Z
 from ..atomic import replace_dir
 from .errors import DatasetError
 from .stats import merge_stats
+
+try:  # the standard library's from Python 3.14; rosbags depends on this backport before that
+    from compression import zstd
+except ImportError:
+    from backports import zstd
 
 FORMAT = 1
 ZSTD_LEVEL = 1  # frames barely compress better at 3 and encode ~1.4x slower
@@ -126,13 +131,18 @@ class Frames:
         self.dir, self.shape = directory, tuple(array.shape[1:])
         self.per_shard = int(array.metadata.chunk_grid.chunk_shape[0])
         self._key = array.metadata.chunk_key_encoding.encode_chunk_key
-        self._zstd = numcodecs.Zstd(level=codec.codecs[1].level)
+        self._level = codec.codecs[1].level
+        self._zstd = numcodecs.Zstd(level=self._level)
 
     def path(self, shard: int) -> Path:
         return self.dir / self._key((shard, 0, 0, 0))
 
-    def encode(self, frame: np.ndarray) -> bytes:
-        return bytes(self._zstd.encode(np.ascontiguousarray(frame, np.uint8)))
+    def encoder(self) -> Callable[[np.ndarray], bytes]:
+        """frame -> chunk bytes. Unlike numcodecs' encode (same bytes), it keeps its zstd context:
+        a fresh one per frame costs ~40% more."""
+        compressor = zstd.ZstdCompressor(level=self._level)
+        end = zstd.ZstdCompressor.FLUSH_FRAME
+        return lambda frame: compressor.compress(np.ascontiguousarray(frame, np.uint8), end)
 
     def read(self, index: int) -> np.ndarray:
         """One frame: reads the shard's index and that frame's bytes, nothing else."""
@@ -167,8 +177,7 @@ class Frames:
         path = self.path(shard)
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("wb") as f:
-            f.writelines(chunks)
-            f.write(index.tobytes())
+            f.write(b"".join([*chunks, index.tobytes()]))  # one write: ~40% less CPU than 65
         # A new file, renamed over the old one: hard-linked shards of the dataset being
         # appended to (see ``staged``) are replaced, never modified.
         os.replace(tmp, path)

@@ -129,28 +129,24 @@ def convert_video(
     if progress:
         progress.start(0)
     streams = [_tagged(cam, path) for cam, path in files.items()]
-    try:
-        for stamp, cam, frame in heapq.merge(*streams, key=lambda x: x[0]):
-            timeline.push(cam, stamp, _FrameJob(frame, size), stamp)
-            for tick in timeline.ready():
-                builder.add(*tick)
-        timeline.finish()
+    for stamp, cam, frame in heapq.merge(*streams, key=lambda x: x[0]):
+        timeline.push(cam, stamp, _FrameJob(frame, size), stamp)
         for tick in timeline.ready():
             builder.add(*tick)
-        builder.close_episode()
-        report = {
-            "source": ",".join(files.values()),
-            "frames": writer.n,
-            "episodes": writer.num_episodes,
-            "action": "none",
-            **builder.report(),
-        }
-        for cam, stream in timeline.streams.items():
-            report["streams"][cam].update(stream.stats.to_dict())
-        writer.close(report, source)
-    except BaseException:
-        writer.abort()
-        raise
+    timeline.finish()
+    for tick in timeline.ready():
+        builder.add(*tick)
+    builder.close_episode()
+    report = {
+        "source": ",".join(files.values()),
+        "frames": writer.n,
+        "episodes": writer.num_episodes,
+        "action": "none",
+        **builder.report(),
+    }
+    for cam, stream in timeline.streams.items():
+        report["streams"][cam].update(stream.stats.to_dict())
+    writer.close(report, source)
     return report
 
 

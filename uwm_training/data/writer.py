@@ -1,17 +1,15 @@
 """Write one source's episodes into a part store while it is being read.
 
-Frames arrive one at a time; images are decoded, fitted, compressed and appended to shards by a
-background thread (OpenCV, zstd and file I/O release the GIL, so reading the bag and writing
-frames overlap on two cores), low-dim rows are flushed to Zarr in blocks, and normalisation
-stats are gathered per finished episode. Memory: one shard and one block of rows being filled,
-one episode's rows at its end, a bounded queue of image jobs. A part is itself a small dataset;
-``store.append_part`` moves it into place.
+Frames arrive one at a time; each camera's image is decoded, fitted, compressed and appended to
+a shard at once (on the reading thread: conversions already run a process per bag, and a thread
+per part measured slower, its GIL hand-offs costing more than the overlap it gave), low-dim rows
+are flushed to Zarr in blocks, and normalisation stats are gathered per finished episode.
+Memory: one shard and one block of rows being filled, one episode's rows at its end. A part is
+itself a small dataset; ``store.append_part`` moves it into place.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,21 @@ from .stats import RunningStats
 from .store import ROWS_PER_CHUNK, FrameAppender, Frames, create_store
 
 ImageJob = Callable[[], np.ndarray]  # -> (S, S, 3) uint8; the same job object = the same frame
-_QUEUE_FRAMES = 32
+
+
+class _CameraOutput:
+    """One camera's frames: its encoder and the shards being appended."""
+
+    def __init__(self, frames: Frames) -> None:
+        self.encode = frames.encoder()
+        self.appender = FrameAppender(frames, 0)
+        self._last: tuple[ImageJob, bytes] | None = None  # the previous job and its bytes
+
+    def add(self, job: ImageJob) -> None:
+        """Decode, encode and append a frame (a duplicated frame, the same job, encodes once)."""
+        if self._last is None or self._last[0] is not job:
+            self._last = (job, self.encode(job()))
+        self.appender.append(self._last[1])
 
 
 class PartWriter:
@@ -43,19 +55,14 @@ class PartWriter:
         self._flushed = 0  # rows already in the Zarr arrays
         self._stats = {k: RunningStats(len(v)) for k, v in spec["lowdim"].items()}
         self._zeros = {k: np.zeros(len(v), np.float32) for k, v in spec["lowdim"].items()}
-        # frames ({camera: job}), rewinds (a position), None stops: in order, on one thread
-        self._jobs: queue.Queue[dict[str, ImageJob] | int | None] = queue.Queue(_QUEUE_FRAMES)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._write_images, daemon=True)
-        self._thread.start()
+        self._outputs = {cam: _CameraOutput(frames) for cam, frames in self.frames.items()}
 
     # ----- frames and episodes ------------------------------------------------------------------
     def add_frame(self, images: dict[str, ImageJob], lowdim: dict[str, np.ndarray]) -> None:
         """Append one frame to the current episode: every camera; low-dim keys the frame lacks
         (the action of an action-free episode) are stored as zeros."""
-        self._raise_thread_error()
-        if images:
-            self._jobs.put(images)
+        for cam, job in images.items():
+            self._outputs[cam].add(job)
         for key in self.keys:
             self._rows[key].append(lowdim[key] if key in lowdim else self._zeros[key])
         self.n += 1
@@ -78,7 +85,8 @@ class PartWriter:
     def discard_episode(self) -> None:
         """Drop the current episode's frames."""
         if self.n > self._start:
-            self._jobs.put(self._start)
+            for out in self._outputs.values():
+                out.appender.rewind(self._start)
         if self._start < self._flushed:
             self._flushed = self._start
             self._rows = {k: [] for k in self.keys}
@@ -116,49 +124,12 @@ class PartWriter:
         self._flushed = self.n
         self._rows = {k: [] for k in self.keys}
 
-    # ----- image thread -------------------------------------------------------------------------
-    def _write_images(self) -> None:
-        appenders = {cam: FrameAppender(frames, 0) for cam, frames in self.frames.items()}
-        last: dict[str, tuple[ImageJob, bytes]] = {}
-        while (item := self._jobs.get()) is not None:
-            if self._error is not None:
-                continue  # keep draining so the reader never blocks on a full queue
-            try:
-                if isinstance(item, int):
-                    for appender in appenders.values():
-                        appender.rewind(item)
-                    continue
-                for cam, job in item.items():
-                    if cam in last and last[cam][0] is job:
-                        data = last[cam][1]  # a duplicated frame: encode once
-                    else:
-                        data = self.frames[cam].encode(job())
-                        last[cam] = (job, data)
-                    appenders[cam].append(data)
-            except BaseException as e:  # re-raised in the reading thread
-                self._error = e
-        try:
-            if self._error is None:
-                for appender in appenders.values():
-                    appender.close()
-        except BaseException as e:
-            self._error = e
-
-    def _raise_thread_error(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def _stop_thread(self) -> None:
-        if self._thread.is_alive():
-            self._jobs.put(None)
-            self._thread.join()
-
     # ----- finish -------------------------------------------------------------------------------
     def close(self, report: dict[str, Any], source: dict[str, Any]) -> None:
         """Finish the part: flush rows and frames, write metadata (report, source record)."""
         self.discard_episode()  # an episode still open here was never ended: not kept
-        self._stop_thread()
-        self._raise_thread_error()
+        for out in self._outputs.values():
+            out.appender.close()
         self._flush()
         for key in self.keys:
             array: Any = self.group[f"data/{key}"]
@@ -186,8 +157,3 @@ class PartWriter:
                 "tasks": self.tasks,
             }
         )
-
-    def abort(self) -> None:
-        """Stop the image thread after a failure (the caller removes the part)."""
-        self._error = self._error or RuntimeError("aborted")
-        self._stop_thread()
