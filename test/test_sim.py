@@ -77,8 +77,8 @@ def test_inverse_kinematics_reaches_the_target() -> None:
 
 def test_expert_succeeds_and_random_does_not() -> None:
     seeds = list(range(1000, 1060))
-    assert np.mean(run_episodes(expert, seeds)[0]) >= 0.9
-    assert np.mean(run_episodes(RandomController(0), seeds)[0]) <= 0.1
+    assert np.mean(run_episodes(expert, seeds)) >= 0.9
+    assert np.mean(run_episodes(RandomController(0), seeds)) <= 0.1
 
 
 def test_camera_draws_the_scene_where_it_is() -> None:
@@ -165,6 +165,29 @@ def test_node_executes_action_chunks(dds_domain: int) -> None:  # noqa: F811
             data=np.tile(target, horizon).astype(np.float32), sequence=1, mode="policy",
         ))  # fmt: skip
         spin_until(policy_t, lambda: np.allclose(joints[-1], target, atol=1e-6), timeout_s=10)
+
+        # a JointTrajectory (ros2_control style) replaces the chunk: the newest plan wins
+        trajectories = policy_t.publisher(COMMAND_TOPIC, "trajectory_msgs/msg/JointTrajectory")
+        spin_until(policy_t, lambda: trajectories.matched() > 0)
+        second = target - 0.1
+        now = policy_t.now_ns() * 1e-9
+        points = [
+            policy_t.new(
+                "trajectory_msgs/msg/JointTrajectoryPoint",
+                positions=second[::-1].copy(),  # joints listed in reverse: matched by name
+                time_from_start=policy_t.new("builtin_interfaces/msg/Duration", nanosec=i * 10**8),
+            )
+            for i in range(1, 10)
+        ]
+        trajectories.publish(
+            policy_t.new(
+                "trajectory_msgs/msg/JointTrajectory",
+                header=header(policy_t, now),
+                joint_names=list(reversed(JOINT_NAMES)),
+                points=points,
+            )
+        )
+        spin_until(policy_t, lambda: np.allclose(joints[-1], second, atol=1e-6), timeout_s=10)
     finally:
         sim_t.shutdown()
         policy_t.shutdown()

@@ -197,26 +197,21 @@ class SimNode:
         if not msg.points:
             return
         stamp = seconds(msg.header.stamp) or self.t.now_ns() * 1e-9  # zero stamp: start now
-        starts = [stamp + seconds(p.time_from_start) - DT for p in msg.points]
-        rows = [p.positions for p in msg.points]
-        # points are treated as evenly spaced, DT apart (what the policy and recordings send)
-        self._plan(list(msg.joint_names), stamp, starts[0], DT, rows)
+        # point i is the target for the period ending at its time_from_start; points are taken
+        # as DT apart (what the policy node and the recordings send)
+        start = stamp + seconds(msg.points[0].time_from_start) - DT
+        self._plan(list(msg.joint_names), stamp, start, DT, [p.positions for p in msg.points])
 
 
-def run_episodes(
-    controller: Controller, seeds: list[int], size: int = 64, frames: bool = False
-) -> tuple[list[bool], list[np.ndarray]]:
-    """Run ``controller`` in-process (no transport) on the episodes ``seeds``: successes, and
-    the camera frames of the first episode when ``frames``."""
-    successes, video = [], []
-    for i, seed in enumerate(seeds):
+def run_episodes(controller: Controller, seeds: list[int]) -> list[bool]:
+    """Success of ``controller`` run in-process (no transport) on the episodes ``seeds``."""
+    successes = []
+    for seed in seeds:
         world = World.reset(seed)
         while not world.done:
-            if frames and i == 0:
-                video.append(render(world, size))
             world.step(controller(world))
         successes.append(world.success)
-    return successes, video
+    return successes
 
 
 def run(transport: Transport, episodes: int = 0) -> list[EpisodeResult]:

@@ -170,8 +170,8 @@ class Demo:
         loop = run_closed_loop(bundle, n, EVAL_SEED, self.out / "logs" / "policy.log", params)
         rates = {
             "policy": float(np.mean([r.success for r in loop.results])),
-            "expert": float(np.mean(run_episodes(expert, seeds)[0])),
-            "random": float(np.mean(run_episodes(RandomController(0), seeds)[0])),
+            "expert": float(np.mean(run_episodes(expert, seeds))),
+            "random": float(np.mean(run_episodes(RandomController(0), seeds))),
         }
         self.summary["success"] = rates
         self.summary["policy_inference_ms"] = round(loop.inference_ms, 1)
