@@ -6,11 +6,10 @@ import threading
 import time
 
 import numpy as np
-from dds_helpers import dds_domain, spin_until  # noqa: F401  (dds_domain is a fixture)
+from dds_helpers import dds_domain, feed_inputs, spin_until  # noqa: F401  (dds_domain: fixture)
 
-from uwm_ros.conversions import image_msg, joint_state_msg, seconds
+from uwm_ros.conversions import seconds
 from uwm_ros.nodes.policy_node import PolicyNode
-from uwm_ros.transport.base import SENSOR_DATA
 from uwm_ros.transport.dds import DDSTransport
 
 
@@ -26,25 +25,9 @@ def test_policy_node_over_dds(dds_domain, tiny_bundle) -> None:  # type: ignore[
     diags: list = []  # type: ignore[type-arg]
     tester.subscribe("/uwm_policy/action_chunk", "uwm_ros/msg/ActionChunk", chunks.append)
     tester.subscribe("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", diags.append)
-    cams = {
-        c: tester.publisher(f"/camera/{c}/image_raw", "sensor_msgs/msg/Image", SENSOR_DATA)
-        for c in model.cfg.cameras
-    }
-    joints = tester.publisher("/joint_states", "sensor_msgs/msg/JointState")
-    rng = np.random.default_rng(0)
-
-    def publish_inputs() -> bool:
-        now = time.time()
-        for cam, pub in cams.items():
-            pub.publish(
-                image_msg(tester, rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), now, cam)
-            )
-        joints.publish(joint_state_msg(tester, spec.proprio_names, rng.uniform(-1, 0.5, 2), now))
-        time.sleep(0.05)
-        return len(chunks) >= 3
-
+    feeder = feed_inputs(tester, model.cfg.cameras, spec.proprio_names)
     try:
-        spin_until(tester, publish_inputs, timeout_s=60)
+        spin_until(tester, lambda: len(chunks) >= 3, timeout_s=60)
         seqs = [c.sequence for c in chunks]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
         for c in chunks:
@@ -56,6 +39,7 @@ def test_policy_node_over_dds(dds_domain, tiny_bundle) -> None:  # type: ignore[
             assert seconds(c.start) >= seconds(c.header.stamp) - 1e-6
             assert np.isfinite(np.asarray(c.data)).all()
         # Inputs stop: the watchdog stops the chunks and the diagnostics say why.
+        feeder.cancel()
         time.sleep(1.5)
         spin_until(tester, lambda: any("stale" in d.status[0].message for d in diags), 10)
         count = len(chunks)

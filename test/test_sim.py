@@ -39,7 +39,6 @@ from uwm_ros.sim.world import (
 )
 from uwm_training.data.config import load_config
 from uwm_training.data.convert import bag_jobs, build_dataset
-from uwm_training.data.extract import dataset_spec
 from uwm_training.data.store import Store
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
@@ -108,8 +107,7 @@ def test_recording_is_a_real_bag_that_converts_to_a_dataset(tmp_path: Path) -> N
             assert list(msg.name) == list(JOINT_NAMES)
 
     cfg = load_config(CONFIG / "sim_convert.yaml")
-    build_dataset(bag_jobs([tmp_path / "expert"], cfg), tmp_path / "ds", False, 1,
-                  dataset_spec(cfg, None), False)  # fmt: skip
+    build_dataset(bag_jobs([tmp_path / "expert"], cfg), tmp_path / "ds", progress=False)
     store = Store(tmp_path / "ds")
     assert store.num_episodes == 4 and bool(np.all(store.has_action))
     assert store.num_frames == rec.frames  # every frame on the grid, none dropped
@@ -125,7 +123,7 @@ def test_action_free_recording_has_only_the_camera(tmp_path: Path) -> None:
     with AnyReader([tmp_path / "video"], default_typestore=typestore()) as reader:
         assert set(reader.topics) == {IMAGE_TOPIC, EPISODE_TOPIC}
     cfg = load_config(CONFIG / "sim_convert_video.yaml")
-    build_dataset(bag_jobs([tmp_path / "video"], cfg), tmp_path / "ds", False, 1, None, False)
+    build_dataset(bag_jobs([tmp_path / "video"], cfg), tmp_path / "ds", progress=False)
     store = Store(tmp_path / "ds")
     assert store.num_episodes == 2 and not np.any(store.has_action)
 

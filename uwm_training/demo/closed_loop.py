@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,11 @@ def run_closed_loop(
 
 
 def _wait(
-    condition: Any, timeout_s: float, policy: subprocess.Popen[bytes], log_path: Path, what: str
+    condition: Callable[[], bool],
+    timeout_s: float,
+    policy: subprocess.Popen[bytes],
+    log_path: Path,
+    what: str,
 ) -> None:
     """Wait for ``condition``; fail with the policy's log when it dies or ``timeout_s`` passes."""
     deadline = time.monotonic() + timeout_s

@@ -83,15 +83,13 @@ class Demo:
     def convert(self) -> None:
         from ..data.config import load_config
         from ..data.convert import bag_jobs, build_dataset
-        from ..data.extract import dataset_spec
         from ..data.preview import write_preview
         from ..data.report import format_report
 
         for name, config in (("expert", "sim_convert.yaml"), ("video", "sim_convert_video.yaml")):
             cfg = load_config(CONFIG_DIR / config)
             jobs = bag_jobs([self.out / "recordings" / name], cfg)
-            reports = build_dataset(jobs, self.out / "data" / name, False, 1,
-                                    dataset_spec(cfg, None), True)  # fmt: skip
+            reports = build_dataset(jobs, self.out / "data" / name, workers=1)
             print("\n".join(format_report(r) for r in reports))
         frames = write_preview(self.out / "data" / "expert", self.out / "dataset_preview.mp4")
         print(f"wrote {self.out / 'dataset_preview.mp4'} ({frames} frames of episode 0)")

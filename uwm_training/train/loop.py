@@ -150,7 +150,7 @@ def _train(cfg: TrainConfig, env: dist.Dist, resume: bool | str | Path) -> Train
 
     # ----- the loop -----------------------------------------------------------------------------
     last_ckpt = ckpt
-    deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes else float("inf")
+    deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes else None
     done = step >= cfg.steps
     while not done:
         lr = lr_at(step, cfg.optim, cfg.steps)
@@ -177,7 +177,9 @@ def _train(cfg: TrainConfig, env: dist.Dist, resume: bool | str | Path) -> Train
         if ema is not None:
             ema.update(model, step)
         step += 1
-        done = step >= cfg.steps or env.any(time.monotonic() > deadline)
+        # the ranks agree on the clock only when there is a budget (a collective per step)
+        out_of_time = deadline is not None and env.any(time.monotonic() > deadline)
+        done = step >= cfg.steps or out_of_time
 
         if step % cfg.log_every == 0 or done:
             elapsed = time.perf_counter() - started
