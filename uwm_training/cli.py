@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from uwm_ros.nodes.cli import register as register_policy
 from uwm_ros.sim.cli import register as register_sim
+from uwm_ros.sim.cli import register_eval
 
 from .data.cli import register as register_data
 from .demo.pipeline import register as register_demo
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_train(sub)
     register_policy(sub)
     register_sim(sub)
+    register_eval(sub)
     register_demo(sub)
     return parser
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -53,9 +53,18 @@ class Engine(ABC):
 
     backend = "abstract"
 
-    def __init__(self, bundle: str | Path, device: str = "cpu", precision: str = "fp32"):
+    batched = False  # True: run_loop takes any batch size (else predict_batch loops)
+
+    def __init__(
+        self,
+        bundle: str | Path,
+        device: str = "cpu",
+        precision: str = "fp32",
+        manifest: Manifest | None = None,
+    ):
+        """``manifest`` replaces ``bundle/bundle.yaml`` (a checkpoint evaluated without export)."""
         self.root = Path(bundle)
-        self.manifest: Manifest = read_manifest(self.root)
+        self.manifest: Manifest = manifest or read_manifest(self.root)
         self.cfg = self.manifest.model
         self.device, self.precision = device, precision
         keys = ["actions"] + (["proprio"] if self.cfg.proprio_dim else [])
@@ -98,33 +107,54 @@ class Engine(ABC):
         """Sample in ``mode``: forward_dynamics takes ``actions`` (h_a, d_a) in robot units,
         inverse_dynamics takes normalised ``future_latents``; ``noise`` overrides the start
         noise (keys noise_actions / noise_future, shapes as the loop graph's inputs)."""
+        given: dict[str, np.ndarray] = {}
+        if mode == "forward_dynamics":
+            if actions is None:
+                raise EngineError("forward_dynamics needs actions")
+            given["actions"] = self._normalized("actions", actions)[None]
+        if mode == "inverse_dynamics":
+            if future_latents is None:
+                raise EngineError("inverse_dynamics needs future_latents")
+            given["future_latents"] = np.asarray(future_latents, np.float32)
+        return self._sample([obs], mode, given, noise, decode)[0]
+
+    def predict_batch(
+        self, observations: Sequence[Observation], mode: str = "policy", decode: bool = False
+    ) -> list[Prediction]:
+        """One prediction per observation (modes that need only observations): a single loop
+        call for the whole batch on backends that take any batch size, else one by one."""
+        if not self.batched:
+            return [self.predict(o, mode, decode=decode) for o in observations]
+        return self._sample(list(observations), mode, {}, None, decode)
+
+    def _sample(
+        self,
+        observations: list[Observation],
+        mode: str,
+        given: dict[str, np.ndarray],
+        noise: Mapping[str, np.ndarray] | None,
+        decode: bool,
+    ) -> list[Prediction]:
         if mode not in self.manifest.modes:
             raise EngineError(
                 f"{self.root}: bundle has no {mode!r} loop (has {self.manifest.modes})"
             )
-        inputs = self.prepare(obs)
-        inputs |= self._noise(noise)
-        if mode == "forward_dynamics":
-            if actions is None:
-                raise EngineError("forward_dynamics needs actions")
-            inputs["actions"] = self._normalized("actions", actions)[None]
-        if mode == "inverse_dynamics":
-            if future_latents is None:
-                raise EngineError("inverse_dynamics needs future_latents")
-            inputs["future_latents"] = np.asarray(future_latents, np.float32)
+        prepared = [self.prepare(o) for o in observations]
+        inputs = {k: np.concatenate([p[k] for p in prepared]) for k in prepared[0]}
+        inputs |= self._noise(noise, len(observations)) | given
         t0 = time.perf_counter()
         out = self.run_loop(mode, inputs)
-        frames = None
+        frames: list[dict[str, np.ndarray] | None] = [None] * len(observations)
         if "future_latents" in out and decode:
-            decoded = self.decode(out["future_latents"])[0]  # (V, T', 3, S, S)
-            u8 = (decoded.transpose(0, 1, 3, 4, 2) * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
-            frames = {cam: u8[v] for v, cam in enumerate(self.cfg.cameras)}
+            decoded = self.decode(out["future_latents"])  # (B, V, T', 3, S, S)
+            u8 = (decoded.transpose(0, 1, 2, 4, 5, 3) * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+            frames = [{cam: views[v] for v, cam in enumerate(self.cfg.cameras)} for views in u8]
         ms = (time.perf_counter() - t0) * 1e3
-        acts = out.get("actions")
-        if acts is not None:
-            acts = self.normalizers["actions"].unnormalize(acts[0].astype(np.float64))
-            acts = acts.astype(np.float32)
-        return Prediction(acts, frames, ms)
+        acts: list[np.ndarray | None] = [None] * len(observations)
+        if "actions" in out:
+            raw = self.normalizers["actions"].unnormalize(out["actions"].astype(np.float64))
+            acts = list(raw.astype(np.float32))
+        return [Prediction(a, f, ms) for a, f in zip(acts, frames)]
 
     def prepare(self, obs: Observation) -> dict[str, np.ndarray]:
         """Raw observation -> normalised float32 graph inputs (batch 1): the shared contract."""
@@ -156,11 +186,13 @@ class Engine(ABC):
     def _normalized(self, key: str, x: np.ndarray) -> np.ndarray:
         return self.normalizers[key].normalize(np.asarray(x, np.float64)).astype(np.float32)
 
-    def _noise(self, given: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    def _noise(
+        self, given: Mapping[str, np.ndarray] | None, batch: int = 1
+    ) -> dict[str, np.ndarray]:
         cfg = self.cfg
-        shapes: dict[str, tuple[int, ...]] = {"noise_actions": (1, cfg.horizon, cfg.action_dim)}
+        shapes: dict[str, tuple[int, ...]] = {"noise_actions": (batch, cfg.horizon, cfg.action_dim)}
         if cfg.future_obs:
-            shapes["noise_future"] = (1, *cfg.latent_shape)
+            shapes["noise_future"] = (batch, *cfg.latent_shape)
         if given is not None:
             got = {k: np.shape(given[k]) if k in given else None for k in shapes}
             bad = {k: g for k, g in got.items() if g != shapes[k]}

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from uwm_training.export.bundle import WEIGHTS
+from uwm_training.export.bundle import LOOP_MODES, WEIGHTS, Manifest
 from uwm_training.model import load_model
+from uwm_training.model.weights import read_config, read_spec, weights_path
 
 from .base import Engine, EngineError
 
@@ -34,6 +35,7 @@ class TorchEngine(Engine):
     """
 
     backend = "torch"
+    batched = True
 
     def __init__(
         self,
@@ -41,13 +43,29 @@ class TorchEngine(Engine):
         device: str = "cpu",
         precision: str = "fp32",
         compile: bool = False,
+        manifest: Manifest | None = None,
+        weights: str | Path | None = None,
     ):
-        super().__init__(bundle, device, precision)
+        """``manifest`` and ``weights`` (a safetensors file) stand in for a bundle's own."""
+        super().__init__(bundle, device, precision, manifest)
         if precision not in DTYPES:
             raise EngineError(f"torch precision must be one of {list(DTYPES)}, got {precision!r}")
-        self.model = load_model(self.root / WEIGHTS, device).to(DTYPES[precision]).eval()
+        path = weights or self.root / WEIGHTS
+        self.model = load_model(path, device).to(DTYPES[precision]).eval()
         self.compile = compile
         self._loops: dict[str, Any] = {}
+
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: str | Path, device: str = "cpu", precision: str = "fp32"
+    ) -> TorchEngine:
+        """An engine on a training checkpoint's weights (EMA), every mode, no export needed."""
+        path = weights_path(checkpoint)
+        spec = read_spec(path)
+        if spec is None:
+            raise EngineError(f"{path}: no policy spec (an autoencoder-stage checkpoint?)")
+        manifest = Manifest(read_config(path), spec, 0, list(LOOP_MODES), [], {})
+        return cls(path.parent, device, precision, manifest=manifest, weights=path)
 
     def _loop_fn(self, mode: str) -> Any:
         if mode not in self._loops:

@@ -80,3 +80,95 @@ def register(sub: Any) -> None:
     r.add_argument("--image-size", type=int, default=64, help="camera resolution (square)")
     r.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     r.set_defaults(func=_cmd_record)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluate import (
+        Execution,
+        Summary,
+        baselines,
+        engine_policy,
+        report,
+        run_policy,
+        seeds_from,
+    )
+
+    seeds = seeds_from(args.seed, args.episodes)
+    execution = Execution(args.execute_steps, args.seam, args.blend_steps)
+    engine = _eval_engine(args.model, args.backend, args.precision)
+    cfg = engine.cfg
+    results = run_policy(engine_policy(engine, args.mode), seeds, cfg.n_obs_steps, execution,
+                         cfg.image_size, args.parallel, progress=True)  # fmt: skip
+    summaries = {"policy": Summary.of(results)}
+    if args.dds:
+        summaries["policy_dds"] = Summary.of(_dds_results(args, seeds))
+    if not args.no_baselines:
+        summaries |= baselines(seeds)
+    for name, summary in summaries.items():
+        print(f"{name:<12} {summary.line()}")
+    if args.out:
+        out = {"model": str(args.model), "seeds": [seeds[0], seeds[-1]], "mode": args.mode,
+               "execution": vars(execution), "success": report(summaries)}  # fmt: skip
+        args.out.write_text(json.dumps(out, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _eval_engine(model: Path, backend: str, precision: str) -> Any:
+    """A bundle through ``load_engine``; a training checkpoint on the torch engine."""
+    from uwm_ros.engines import load_engine
+    from uwm_ros.engines.torch_engine import TorchEngine
+
+    if (model / "bundle.yaml").is_file():
+        return load_engine(model, backend, "cpu", precision)
+    return TorchEngine.from_checkpoint(model, "cpu", precision)
+
+
+def _dds_results(args: argparse.Namespace, seeds: list[int]) -> list[Any]:
+    """The same episodes through the real policy node (its own process) over loopback DDS."""
+    import tempfile
+
+    from .closed_loop import run_closed_loop
+
+    if not (args.model / "bundle.yaml").is_file():
+        raise SystemExit("error: --dds runs the policy node, which loads a bundle (uwm export)")
+    params = {"execute_steps": args.execute_steps, "seam": args.seam,
+              "blend_steps": args.blend_steps, "backend": args.backend}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "policy.log"
+        return run_closed_loop(args.model, len(seeds), seeds[0], log, params).results
+
+
+def register_eval(sub: Any) -> None:
+    """Add ``eval``: closed-loop success of a bundle or checkpoint on the simulated robot."""
+    from .evaluate import EVAL_SEED
+
+    doc = "closed-loop success of a policy on the simulated push robot"
+    p = sub.add_parser("eval", help=doc, formatter_class=RAW, description=doc + (
+        ": episodes on fixed seeds (unseen in training by default), run in process with one "
+        "batched engine call per control step and chunks executed by the node's scheduler; "
+        "the scripted expert and a random policy run on the same seeds. Prints success rates "
+        "with Wilson 95 %% intervals."), epilog=(
+        "examples:\n  uwm eval runs/uwm/last                       # a training checkpoint\n"
+        "  uwm eval bundles/small --episodes 100 --out eval.json\n"
+        "  uwm eval bundles/small --dds --episodes 20    # also through the node over DDS\n"
+        "  uwm eval runs/uwm/last --mode joint           # the joint sampler drives"
+    ))  # fmt: skip
+    p.add_argument("model", type=Path, help="policy bundle directory or training checkpoint")
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--seed", type=int, default=EVAL_SEED, help="episode i uses seed + i")
+    p.add_argument("--mode", choices=("policy", "joint"), default="policy",
+                   help="sampler whose actions are executed")  # fmt: skip
+    p.add_argument("--execute-steps", type=int, default=8, help="actions run per chunk")
+    p.add_argument("--seam", choices=("blend", "switch"), default="blend")
+    p.add_argument("--blend-steps", type=int, default=4)
+    p.add_argument("--backend", default="torch",
+                   help="engine for a bundle (torch batches episodes; default torch)")  # fmt: skip
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--parallel", type=int, default=50, help="episodes run in lock step")
+    p.add_argument("--dds", action="store_true", help="also run them through the node over DDS")
+    p.add_argument("--no-baselines", action="store_true", help="skip the expert and random")
+    p.add_argument("--out", type=Path, help="write the results as JSON")
+    p.set_defaults(func=_cmd_eval)

@@ -19,9 +19,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from uwm_ros.sim.closed_loop import EpisodeLog
+
 from ..data.preview import FONT, PALETTE
 from ..data.video import VideoWriter
-from .closed_loop import EpisodeLog
 
 TILE = 192
 PANEL_HEIGHT = 150

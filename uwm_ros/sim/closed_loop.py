@@ -1,8 +1,8 @@
-"""The closed loop of the demo: ``uwm policy`` (its own process) drives ``uwm sim`` over DDS.
+"""The closed loop over DDS: ``uwm policy`` in its own process drives the sim node.
 
-The two talk ROS 2 over Cyclone DDS on loopback, in a domain of their own, exactly as they
-would with ROS nodes around. This process hosts the sim and listens to what the policy sends
-(chunks, predicted frames) to draw the first episode afterwards.
+Used by ``uwm eval --dds`` and the demo. The two talk ROS 2 over Cyclone DDS on loopback, in a
+domain of their own, exactly as they would with ROS nodes around. This process hosts the sim
+and listens to what the policy sends (chunks, predicted frames) to draw the first episode.
 """
 
 from __future__ import annotations
