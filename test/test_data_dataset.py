@@ -51,7 +51,8 @@ def test_windows_follow_the_official_slicing_with_start_padding(root: Path) -> N
     assert first["has_action"].item() and first["actions"].abs().max() <= 1 + 1e-6
     shapes = {k: tuple(v.shape) for k, v in first.items()}
     assert shapes == {"obs_images": (2, H_O, 3, 32, 32), "proprio": (H_O, 3), "actions": (H_A, 3),
-                      "future_images": (2, H_F, 3, 32, 32), "has_action": ()}  # fmt: skip
+                      "future_images": (2, H_F, 3, 32, 32), "future_index": (H_F,),
+                      "has_action": ()}  # fmt: skip
 
 
 def test_official_sampler_without_padding_and_episode_bounds(root: Path) -> None:

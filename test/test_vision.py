@@ -44,7 +44,7 @@ def test_imagenet_weights_load_from_a_local_file(tmp_path: Path, suffix: str) ->
     assert torch.equal(model.conv1.weight, state["conv1.weight"])
     assert torch.equal(model.fc.weight, fc_before)  # our head is kept
     uwm = UnifiedWorldModel(tiny_config(), imagenet_weights=path)
-    assert torch.equal(uwm.obs_encoder.resnet.conv1.weight, state["conv1.weight"])
+    assert torch.equal(uwm.obs_encoder.backbone.conv1.weight, state["conv1.weight"])
 
 
 def test_wrong_weight_files_are_refused(tmp_path: Path) -> None:

@@ -111,12 +111,12 @@ class Engine(ABC):
         if mode == "forward_dynamics":
             if actions is None:
                 raise EngineError("forward_dynamics needs actions")
-            given["actions"] = self._normalized("actions", actions)[None]
+            given["actions"] = self._normalized("actions", actions - self.reference(obs))[None]
         if mode == "inverse_dynamics":
             if future_latents is None:
                 raise EngineError("inverse_dynamics needs future_latents")
             given["future_latents"] = np.asarray(future_latents, np.float32)
-        return self._sample([obs], mode, given, noise, decode)[0]
+        return self._predict([obs], mode, given, noise, decode)[0]
 
     def predict_batch(
         self, observations: Sequence[Observation], mode: str = "policy", decode: bool = False
@@ -125,9 +125,9 @@ class Engine(ABC):
         call for the whole batch on backends that take any batch size, else one by one."""
         if not self.batched:
             return [self.predict(o, mode, decode=decode) for o in observations]
-        return self._sample(list(observations), mode, {}, None, decode)
+        return self._predict(list(observations), mode, {}, None, decode)
 
-    def _sample(
+    def _predict(
         self,
         observations: list[Observation],
         mode: str,
@@ -153,8 +153,28 @@ class Engine(ABC):
         acts: list[np.ndarray | None] = [None] * len(observations)
         if "actions" in out:
             raw = self.normalizers["actions"].unnormalize(out["actions"].astype(np.float64))
-            acts = list(raw.astype(np.float32))
+            acts = [(a + self.reference(o)).astype(np.float32) for a, o in zip(raw, observations)]
         return [Prediction(a, f, ms) for a, f in zip(acts, frames)]
+
+    def reference(self, obs: Observation) -> np.ndarray | float:
+        """What the model's actions are relative to: the current joints of the action names
+        (relative actions), else 0."""
+        spec = self.manifest.spec
+        if not spec.relative_actions:
+            return 0.0
+        current = self._joints(obs)[-1]
+        return current[[spec.proprio_names.index(n) for n in spec.action_names]]
+
+    def _joints(self, obs: Observation) -> np.ndarray:
+        """The observation's joint positions (h_o, P), checked against the spec's names."""
+        names = self.manifest.spec.proprio_names
+        if obs.joint_positions is None:
+            raise ContractError(f"model needs joint positions for {list(names)}")
+        joints = np.asarray(obs.joint_positions, np.float64)
+        want_shape = (self.cfg.n_obs_steps, len(names))
+        if joints.shape != want_shape:
+            raise ContractError(f"joint_positions: expected {want_shape}, got {joints.shape}")
+        return joints
 
     def prepare(self, obs: Observation) -> dict[str, np.ndarray]:
         """Raw observation -> normalised float32 graph inputs (batch 1): the shared contract."""
@@ -172,15 +192,7 @@ class Engine(ABC):
         images = image_tensor(np.stack(views)[None]).numpy()  # (1, V, h_o, 3, S, S)
         inputs = {"images": images}
         if cfg.proprio_dim:
-            if obs.joint_positions is None:
-                raise ContractError(
-                    f"model needs joint positions for {self.manifest.spec.proprio_names}"
-                )
-            joints = np.asarray(obs.joint_positions, np.float64)
-            want_shape = (cfg.n_obs_steps, cfg.proprio_dim)
-            if joints.shape != want_shape:
-                raise ContractError(f"joint_positions: expected {want_shape}, got {joints.shape}")
-            inputs["proprio"] = self._normalized("proprio", joints)[None]
+            inputs["proprio"] = self._normalized("proprio", self._joints(obs))[None]
         return inputs
 
     def _normalized(self, key: str, x: np.ndarray) -> np.ndarray:

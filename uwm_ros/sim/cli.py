@@ -47,6 +47,9 @@ def _cmd_record(args: argparse.Namespace) -> int:
     kind = "action-free (camera only)" if args.action_free else "expert"
     print(f"wrote {args.out}: {rec.episodes} {kind} episodes, {rec.frames} frames, "
           f"expert success {rec.successes}/{rec.episodes}")  # fmt: skip
+    if rec.skipped_seeds:
+        print(f"skipped {len(rec.skipped_seeds)} failed demonstrations (seeds "
+              f"{', '.join(map(str, rec.skipped_seeds))})")  # fmt: skip
     return 0
 
 

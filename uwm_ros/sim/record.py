@@ -3,18 +3,20 @@
 The sim runs on its own clock, faster than real time: messages carry sim time (from 1 s, as
 recordings made with ``use_sim_time``) in their headers and as the bag's receive times, exact
 to the nanosecond so frames sit exactly on the dataset's grid. Episodes are 1 s apart, each
-started by an ``/episode`` marker; after the task is done the arm rests for 2 s (the policy
-learns to stop, and every episode is long enough for a full window of actions and future
-frames). Action-free recordings keep only the camera and the markers: video without actions
-or joint states, for co-training.
+started by an ``/episode`` marker; after the task is done the arm rests for ``hold_steps``
+periods. Episodes the expert fails (a timeout) are not written, as failed demonstrations are
+discarded on a real robot: a policy must not learn to get stuck. Action-free recordings keep
+only the camera and the markers: video without actions or joint states, for co-training.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from uwm_ros.msgs import Messages
@@ -35,7 +37,7 @@ from .world import DT, World
 
 EPISODE_GAP_S = 1.0  # between the end of an episode and the start of the next
 SIM_START_NS = 10**9  # small sim times keep float seconds exact to the nanosecond
-HOLD_STEPS = 20  # the arm rests this long after the episode ends, as after a real demonstration
+HOLD_STEPS = 2  # the arm rests this long after the task is done (training pads the end)
 TYPES = {
     IMAGE_TOPIC: "sensor_msgs/msg/Image",
     JOINTS_TOPIC: "sensor_msgs/msg/JointState",
@@ -47,9 +49,10 @@ TYPES = {
 
 @dataclass(frozen=True)
 class Recording:
-    episodes: int
+    episodes: int  # written
     successes: int
     frames: int
+    skipped_seeds: tuple[int, ...] = ()  # failed demonstrations, not written
 
 
 def record_expert(
@@ -60,15 +63,20 @@ def record_expert(
     image_size: int = 64,
     storage: str = "mcap",
     progress: bool = True,
+    hold_steps: int = HOLD_STEPS,
 ) -> Recording:
-    """Run the expert on episodes ``seed .. seed + episodes - 1`` and write them to ``out``."""
+    """Run the expert on episodes ``seed .. seed + episodes - 1`` and write the successful
+    ones to ``out`` (all of them when ``action_free``: video needs no success)."""
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}")
+    if hold_steps < 1:
+        raise ValueError(f"hold_steps must be >= 1, got {hold_steps}")
     messages = Messages()
     store = messages.store
     topics = [IMAGE_TOPIC, EPISODE_TOPIC] if action_free else list(TYPES)
     t_ns = SIM_START_NS
-    successes = frames = 0
+    written = successes = frames = 0
+    skipped = []
     with new_bag(out, storage) as writer:
         conns = {
             topic: writer.add_connection(topic, TYPES[topic], typestore=store) for topic in topics
@@ -79,20 +87,31 @@ def record_expert(
                 writer.write(conns[topic], round(t * 1e9), store.serialize_cdr(msg, TYPES[topic]))
 
         for i in tqdm(range(episodes), unit="episode", disable=not progress):
-            world = World.reset(seed + i)
+            steps = _demonstrate(seed + i, hold_steps)
+            if not (steps[-1][0].success or action_free):
+                skipped.append(seed + i)
+                continue
             write(EPISODE_TOPIC, messages.new("std_msgs/msg/String", data=TASK), t_ns * 1e-9)
-            hold = HOLD_STEPS
-            while hold:
+            for world, target in steps:
                 t = t_ns * 1e-9
                 for topic, msg in observation(messages, world, t, image_size).items():
                     write(topic, msg, t)
-                frames += 1
-                hold -= world.done
-                target = world.q.copy() if world.done else expert(world)
                 write(COMMAND_TOPIC, trajectory(messages, target, t), t)
-                world.step(target)
                 t_ns += int(DT * 1e9)
-            write(SUCCESS_TOPIC, messages.new("std_msgs/msg/Bool", data=world.success), t)
-            successes += world.success
+            success = steps[-1][0].success
+            write(SUCCESS_TOPIC, messages.new("std_msgs/msg/Bool", data=success), t)
+            written, successes, frames = written + 1, successes + success, frames + len(steps)
             t_ns += int(EPISODE_GAP_S * 1e9)
-    return Recording(episodes, successes, frames)
+    return Recording(written, successes, frames, tuple(skipped))
+
+
+def _demonstrate(seed: int, hold_steps: int) -> list[tuple[World, np.ndarray]]:
+    """The expert's episode as (state, the target it sent) per control period, then the rest."""
+    world, steps = World.reset(seed), []
+    hold = hold_steps
+    while hold:
+        hold -= world.done
+        target = world.q.copy() if world.done else expert(world)
+        steps.append((copy.deepcopy(world), target))
+        world.step(target)
+    return steps

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+OBS_ENCODERS = ("resnet18", "keypoints")
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or inconsistent."""
@@ -62,6 +64,9 @@ class UWMConfig:
         horizon: h_a, actions per chunk (one token each).
         action_dim: d_a, size of one action vector.
         proprio_dim: joint-position size fed through Linear -> D per frame; 0 disables it.
+        obs_encoder: "resnet18" (the paper: ResNet-18-GN, average-pooled) or "keypoints" (a
+            small conv net with spatial-softmax keypoints: keeps where objects are, CPU-sized).
+        keypoints: K, spatial-softmax keypoints per view and frame ("keypoints" encoder).
         embed_dim: D, transformer width; also the per-frame image feature size.
         depth: number of DiT blocks.
         num_heads: attention heads (embed_dim must divide evenly).
@@ -77,6 +82,10 @@ class UWMConfig:
             trained on pure noise at T-1, which is our default).
         mask_action_free_loss: True masks the action loss of action-free samples (the paper
             leaves it on, which trains the action head to predict noise from noise).
+        policy_fraction: share of action-labelled training samples whose future latents are
+            pure noise at ``marginal_t``, exactly as the policy sampler sees them (0: t_o'
+            uniform as in the paper, so few samples train the policy's own configuration and
+            many let the action head read nearly clean futures: inverse dynamics).
         autoencoder: the frozen latent autoencoder.
     """
 
@@ -87,6 +96,8 @@ class UWMConfig:
     horizon: int = 16
     action_dim: int = 10
     proprio_dim: int = 0
+    obs_encoder: str = "resnet18"
+    keypoints: int = 32
     embed_dim: int = 256
     depth: int = 6
     num_heads: int = 4
@@ -99,6 +110,7 @@ class UWMConfig:
     num_inference_steps: int = 10
     marginal_t: int | None = None
     mask_action_free_loss: bool = True
+    policy_fraction: float = 0.0
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
 
     def __post_init__(self) -> None:
@@ -107,6 +119,10 @@ class UWMConfig:
             self.autoencoder = _from_dict(AutoencoderConfig, self.autoencoder, "autoencoder")
         if not self.cameras:
             raise ConfigError("cameras must name at least one camera")
+        if self.obs_encoder not in OBS_ENCODERS:
+            raise ConfigError(
+                f"obs_encoder must be one of {OBS_ENCODERS}, got {self.obs_encoder!r}"
+            )
         if len(set(self.cameras)) != len(self.cameras):
             raise ConfigError(f"cameras must be unique, got {list(self.cameras)}")
         if self.embed_dim % self.num_heads:
@@ -124,6 +140,8 @@ class UWMConfig:
             )
         if self.num_train_steps % self.num_inference_steps:
             raise ConfigError("num_train_steps must be a multiple of num_inference_steps")
+        if not 0 <= self.policy_fraction <= 1:
+            raise ConfigError(f"policy_fraction must be in [0, 1], got {self.policy_fraction}")
         if self.marginal_t is None:
             self.marginal_t = self.num_train_steps - 1
         if not 0 <= self.marginal_t < self.num_train_steps:
@@ -207,15 +225,20 @@ class PolicySpec:
     Args:
         fps: control rate the model was trained at (one action per 1/fps seconds).
         action_names: one name per action dimension (joints or end-effector axes).
-        proprio_names: joint names of the proprio input, in order (empty without proprio).
+        proprio_names: joint names an observation carries, in order: the proprio input, and
+            the joints relative actions are added to (empty when neither is used).
         normalization: per key ("actions", "proprio") the dataset statistics, at least
             ``min`` and ``max`` lists (see ``contract.Normalizer``).
+        relative_actions: the model predicts each chunk as offsets from the joints (same
+            names) at the time of its observation; engines add them back, so what leaves an
+            engine is always in the dataset's action units.
     """
 
     fps: float
     action_names: tuple[str, ...]
     proprio_names: tuple[str, ...] = ()
     normalization: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    relative_actions: bool = False
 
     def __post_init__(self) -> None:
         self.action_names = tuple(self.action_names)
@@ -227,8 +250,14 @@ class PolicySpec:
         """Raise unless names and statistics fit the model's action/proprio sizes."""
         sizes = {"actions": cfg.action_dim, "proprio": cfg.proprio_dim}
         names = {"actions": self.action_names, "proprio": self.proprio_names}
+        if self.relative_actions:
+            missing = [n for n in self.action_names if n not in self.proprio_names]
+            if missing:
+                raise ConfigError(f"relative actions {missing} are not among the joints "
+                                  f"{list(self.proprio_names)}")  # fmt: skip
         for key, size in sizes.items():
-            if len(names[key]) != size:
+            extra_joints = key == "proprio" and not size and self.relative_actions
+            if len(names[key]) != size and not extra_joints:
                 raise ConfigError(f"spec has {len(names[key])} {key} names, model expects {size}")
             if not size:
                 continue

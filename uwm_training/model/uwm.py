@@ -122,6 +122,11 @@ class UnifiedWorldModel(nn.Module):
             t_o = torch.randint(0, T, (B,), device=dev, generator=generator)
             noise_o = torch.randn(latents.shape, device=dev, generator=generator)
             future = sched.add_noise(latents, noise_o, t_o)
+            if cfg.policy_fraction:  # the policy sampler's own input: o' = noise at marginal_t
+                draw = torch.rand(B, device=dev, generator=generator)
+                policy = has_action & (draw < cfg.policy_fraction)
+                t_o = torch.where(policy, torch.full_like(t_o, int(cfg.marginal_t or 0)), t_o)
+                future = torch.where(_bcast(policy, future.ndim), noise_o, future)
 
         eps_a, eps_o = self.denoiser(obs, noisy_a, t_a, future, t_o)
         per_sample = F.mse_loss(eps_a, noise_a, reduction="none").mean(dim=(1, 2))  # (B,)

@@ -62,6 +62,10 @@ class DataConfig:
         val_fraction: share of each source's episodes held out for evaluation (evenly spaced,
             at least one when a source has two or more episodes; 0 disables evaluation).
         pad_start: history frames padded at an episode start (None: h_o - 1, as the runtime).
+        pad_end: frames past an episode's end a window may repeat the last one (None: every
+            frame starts a window, h_a + h_o' - 1; 0: windows end inside the episode).
+        relative_to: low-dim key of joint positions (e.g. joint_pos): actions are learnt as
+            offsets from these joints at the observation (None: absolute actions).
         num_workers: DataLoader processes per rank (frames are zstd-decoded in them).
     """
 
@@ -69,6 +73,8 @@ class DataConfig:
     proprio_keys: list[str] = field(default_factory=lambda: ["joint_pos"])
     val_fraction: float = 0.1
     pad_start: int | None = None
+    pad_end: int | None = None
+    relative_to: str | None = None
     num_workers: int = 2
 
     def __post_init__(self) -> None:
@@ -142,6 +148,10 @@ class TrainConfig:
         batch_size: windows per rank per micro-step; the global batch is
             batch_size * grad_accum * world_size.
         grad_accum: micro-steps per optimizer step.
+        shift_augment: random shift of the observation images by up to this many pixels
+            (DrQ; the official recipe random-crops); 0 disables it.
+        cache_latents: encode every frame once with the frozen autoencoder before training,
+            so steps read latents instead of encoding future frames (same values, no cost).
         precision: auto | fp32 | bf16 | fp16 (CUDA, with loss scaling). auto: bf16 on GPUs that
             have it, else fp16; on CPU bf16 where it has bf16 instructions, else fp32
             (``optim.resolve_precision`` has the measurements).
@@ -169,6 +179,8 @@ class TrainConfig:
     max_minutes: float | None = None
     batch_size: int = 36
     grad_accum: int = 1
+    shift_augment: int = 0
+    cache_latents: bool = True
     precision: str = "auto"
     ema_decay: float = 0.999
     ckpt_every: int = 1000

@@ -20,14 +20,15 @@ import torch
 from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset
 
-from ..data.dataset import UWMDataset
+from ..data.dataset import UWMDataset, relative_action_stats
 from ..data.stats import merge_stats
 from ..data.store import Store
-from ..model import PolicySpec, UWMConfig
-from ..model.contract import Normalizer
-from .config import TrainConfig, TrainError
+from ..model import PolicySpec, UnifiedWorldModel, UWMConfig
+from ..model.contract import Normalizer, image_tensor
+from .config import DataConfig, TrainConfig, TrainError
 
 ROBOT_STAGES = ("pretrain", "finetune")  # stages that train on action-labelled episodes only
+LATENT_BATCH = 256  # frames per autoencoder call while caching latents
 
 
 @dataclass
@@ -41,6 +42,12 @@ class Source:
     @property
     def spec(self) -> dict[str, Any]:
         return self.store.spec
+
+    def action_stats(self, relative_to: str | None, horizon: int) -> dict[str, list[float]]:
+        """min/max of the actions as the model learns them: absolute, or relative."""
+        if relative_to is None:
+            return _min_max(self.store.attrs["stats"], ["action"])
+        return relative_action_stats(self.store, relative_to, horizon)
 
     @property
     def has_actions(self) -> bool:
@@ -117,7 +124,10 @@ def check_sources(sources: Sequence[Source], cfg: UWMConfig, proprio_keys: Seque
 
 
 def dataset_spec(
-    sources: Sequence[Source], cfg: UWMConfig, proprio_keys: Sequence[str]
+    sources: Sequence[Source],
+    cfg: UWMConfig,
+    proprio_keys: Sequence[str],
+    relative_to: str | None = None,
 ) -> PolicySpec | None:
     """Names, fps and the union of the robot sources' statistics; None without robot sources."""
     robots = [s for s in sources if s.has_actions]
@@ -125,18 +135,22 @@ def dataset_spec(
         return None
     keys = list(proprio_keys) if cfg.proprio_dim else []
     lowdim = robots[0].spec["lowdim"]
-    dims = {k: len(lowdim[k]) for k in ["action", *keys]}
+    dims = {k: len(lowdim[k]) for k in keys}
     stats: dict[str, Any] = {}
     for s in robots:
         stats = merge_stats(stats, s.store.attrs["stats"], dims)
-    normalization = {"actions": _min_max(stats, ["action"])}
+    own = [s.action_stats(relative_to, cfg.horizon) for s in robots]
+    union = {"min": np.min([a["min"] for a in own], 0), "max": np.max([a["max"] for a in own], 0)}
+    normalization = {"actions": {k: v.tolist() for k, v in union.items()}}
     if keys:
         normalization["proprio"] = _min_max(stats, keys)
+    joints = keys or ([relative_to] if relative_to else [])
     return PolicySpec(
         fps=float(robots[0].spec["fps"]),
         action_names=tuple(lowdim["action"]),
-        proprio_names=tuple(n for k in keys for n in lowdim[k]),
+        proprio_names=tuple(n for k in joints for n in lowdim[k]),
         normalization=normalization,
+        relative_actions=relative_to is not None,
     )
 
 
@@ -162,12 +176,20 @@ class SourceWindows(Dataset[dict[str, Tensor]]):
     ) -> None:
         self.windows, self.actions, self.proprio, self.proprio_dim = (
             windows, actions, proprio, proprio_dim)  # fmt: skip
+        self.latents: Tensor | None = None  # every frame's future latents, once cached
+
+    def cache_latents(self, latents: Tensor) -> None:
+        """Serve ``future_latents`` from (frames, V, C, h, w) instead of reading future frames."""
+        self.latents = latents
+        self.windows.read_future = False
 
     def __len__(self) -> int:
         return len(self.windows)
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         item = self.windows[i]
+        if self.latents is not None:  # (F, V, C, h, w) -> (V, C, h_o', h, w)
+            item["future_latents"] = self.latents[item["future_index"]].permute(1, 2, 0, 3, 4)
         if self.actions is not None and item["has_action"]:
             item["actions"] = self.actions(item["actions"])
         if item["proprio"].shape[-1] != self.proprio_dim:  # a source without proprio (video)
@@ -198,14 +220,14 @@ def build_data(
     for s in sources:
         episodes = s.episodes(cfg.stage)
         held = _held_out(len(episodes), cfg.data.val_fraction)
-        train.append(_windows(s, model, keys, np.delete(episodes, held), cfg.data.pad_start, spec))
+        train.append(_windows(s, model, keys, np.delete(episodes, held), cfg.data, spec))
         if not len(train[-1]):
             raise TrainError(
                 f"{s.path}: no training windows; episodes need at least horizon + "
                 f"n_future_steps = {model.horizon + model.n_future_steps} frames"
             )
         if len(held):
-            val.append(_windows(s, model, keys, episodes[held], cfg.data.pad_start, spec))
+            val.append(_windows(s, model, keys, episodes[held], cfg.data, spec))
     val = [v for v in val if len(v)]
     return RunData(
         train=ConcatDataset(train),
@@ -229,25 +251,30 @@ def _windows(
     model: UWMConfig,
     keys: list[str],
     episodes: np.ndarray,
-    pad_start: int | None,
+    data: DataConfig,
     spec: PolicySpec | None,
 ) -> SourceWindows:
     own_keys = keys if s.has_actions else []
+    n_future = model.n_future_steps if model.future_obs else 0
+    relative_to = data.relative_to if s.has_actions else None
     windows = UWMDataset(
         s.path,
         n_obs_steps=model.n_obs_steps,
         horizon=model.horizon,
-        n_future_steps=model.n_future_steps if model.future_obs else 0,
+        n_future_steps=n_future,
         cameras=model.cameras,
         proprio_keys=own_keys,
-        pad_start=pad_start,
+        pad_start=data.pad_start,
         episodes=episodes.tolist(),
         action_dim=model.action_dim,
+        pad_end=model.horizon + n_future - 1 if data.pad_end is None else data.pad_end,
+        relative_to=relative_to,
     )
     actions = proprio = None
     if spec is not None and s.has_actions:
         stats = s.store.attrs["stats"]
-        actions = _remap(_min_max(stats, ["action"]), spec.normalization["actions"])
+        own = s.action_stats(relative_to, model.horizon)
+        actions = _remap(own, spec.normalization["actions"])
         if own_keys:
             proprio = _remap(_min_max(stats, own_keys), spec.normalization["proprio"])
     return SourceWindows(windows, actions, proprio, model.proprio_dim)
@@ -257,3 +284,30 @@ def _remap(source: dict[str, list[float]], target: dict[str, list[float]]) -> Re
     """None when the source is already normalised with the target statistics."""
     src, dst = Normalizer.from_stats(source), Normalizer.from_stats(target)
     return None if src == dst else Remap(src, dst)
+
+
+@torch.no_grad()
+def cache_latents(model: UnifiedWorldModel, data: RunData, device: torch.device) -> None:
+    """Encode every frame of every source once with the frozen autoencoder; the training
+    windows then serve ``future_latents`` (what the loss would encode) and skip future frames.
+    Held-out windows keep their frames: evaluation shows them next to the predictions."""
+    cache: dict[Path, Tensor] = {}
+    for windows in data.train.datasets:
+        assert isinstance(windows, SourceWindows)
+        root = windows.windows.root
+        if root not in cache:
+            cache[root] = _encode_frames(model, windows.windows, device)
+        windows.cache_latents(cache[root])
+
+
+def _encode_frames(model: UnifiedWorldModel, windows: UWMDataset, device: torch.device) -> Tensor:
+    """(frames, V, C, h, w) latents of every frame of the store behind ``windows``."""
+    views = []
+    for files in windows.frames:
+        parts = []
+        for first in range(0, windows.num_frames, LATENT_BATCH):
+            count = min(LATENT_BATCH, windows.num_frames - first)
+            pixels = image_tensor(np.stack([files.read(first + i) for i in range(count)]))
+            parts.append(model.encode_future(pixels[None, None].to(device))[0, 0].float().cpu())
+        views.append(torch.cat(parts, dim=1))  # (C, frames, h, w)
+    return torch.stack(views).permute(2, 0, 1, 3, 4).contiguous()  # (frames, V, C, h, w)

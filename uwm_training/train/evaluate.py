@@ -2,7 +2,8 @@
 
 Per mode (DESIGN §4) the sampled modality is compared with the held-out truth in the model's
 units: actions normalised to [-1, 1], future latents ~unit variance. Action metrics use only
-samples that have actions. The GIF shows, per held-out window and camera, the last observed
+samples that have actions. The policy's own error (``policy_mse``) is measured over every
+held-out window, in robot units, to sit beside the baselines of ``baselines.py``. The GIF shows, per held-out window and camera, the last observed
 frame, the real future frames, and the futures the video and forward-dynamics modes predict,
 decoded by the autoencoder; the autoencoder stage shows frames next to their reconstructions.
 """
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..data.video import VideoWriter
 from ..model import UnifiedWorldModel
+from ..model.contract import Normalizer
 from .optim import autocast
 
 TILE = 96  # pixels per GIF tile: small frames are upscaled so a person can see them
@@ -88,8 +90,6 @@ def _modes(
     _, info = model.loss(batch, generator=g)
     n = float(len(has))
     out: Metrics = {f"val_{k}": (v * n, n) for k, v in info.items()}
-    policy = model.sample("policy", obs, proprio, generator=g).actions
-    out["policy_action_mse"] = _mse(policy, actions, has)
     if not model.cfg.future_obs:
         return out, []
     latents = model.encode_future(batch["future_images"])
@@ -110,6 +110,38 @@ def _modes(
         ("forward dyn.", model.decode_future(forward.future_latents)[:, view]),
     ]
     return out, shown
+
+
+@torch.no_grad()
+def policy_mse(
+    model: UnifiedWorldModel,
+    windows: Dataset[dict[str, Tensor]],
+    actions: Normalizer,
+    device: torch.device,
+    precision: str,
+    samples: int,
+    seed: int,
+    batch_size: int,
+) -> float:
+    """Policy-mode MSE in robot units over every held-out window with actions, ``samples``
+    draws each: the number to set beside the baselines (``baselines.py``)."""
+    g = torch.Generator(device).manual_seed(seed)
+    model.eval()
+    total, count = 0.0, 0
+    for batch in DataLoader(windows, batch_size=batch_size):
+        has = batch["has_action"]
+        if not has.any():
+            continue
+        obs = batch["obs_images"][has].to(device).repeat(samples, 1, 1, 1, 1, 1)
+        proprio = batch["proprio"][has].to(device).repeat(samples, 1, 1)
+        truth = batch["actions"][has].to(device).repeat(samples, 1, 1)
+        with autocast(precision, device):
+            sample = model.sample("policy", obs, proprio if model.cfg.proprio_dim else None,
+                                  generator=g).actions  # fmt: skip
+        assert sample is not None
+        err = actions.unnormalize(sample.float()) - actions.unnormalize(truth.float())
+        total, count = total + err.pow(2).sum().item(), count + err.numel()
+    return total / max(count, 1)
 
 
 def _mse(pred: Tensor | None, target: Tensor, mask: Tensor) -> tuple[float, float]:

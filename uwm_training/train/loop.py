@@ -24,9 +24,10 @@ from torch.utils.data import DataLoader
 from ..model import PolicySpec, UnifiedWorldModel
 from ..model.autoencoder import KLAutoencoder
 from . import dist
+from .augment import random_shift
 from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, step_dirs
 from .config import TrainConfig, TrainError
-from .data import RunData, build_data, dataset_spec, open_sources
+from .data import RunData, build_data, cache_latents, dataset_spec, open_sources
 from .evaluate import eval_loader, evaluate, grid_frames, write_gif
 from .logs import RunLog
 from .models import finetune_model, measure_latent_scale, new_model, set_trainable
@@ -100,10 +101,12 @@ def _train(cfg: TrainConfig, env: dist.Dist, resume: bool | str | Path) -> Train
     else:
         model = new_model(cfg, sources)
     keys = cfg.data.proprio_keys if model.cfg.proprio_dim else []
-    spec = spec or dataset_spec(sources, model.cfg, keys)
+    spec = spec or dataset_spec(sources, model.cfg, keys, cfg.data.relative_to)
     data = build_data(sources, model.cfg, cfg, spec)
     set_trainable(model, cfg.stage)
     model.to(device)
+    if cfg.cache_latents and cfg.stage != "autoencoder" and model.autoencoder is not None:
+        cache_latents(model, data, device)
     ema = EMA(model, cfg.ema_decay) if env.main else None
     if ema is not None and resumed is not None:
         ema.model.load_state_dict(resumed.ema.state_dict())
@@ -162,6 +165,8 @@ def _train(cfg: TrainConfig, env: dist.Dist, resume: bool | str | Path) -> Train
             batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
             waited += time.perf_counter() - t
             torch.manual_seed(shard_seed(cfg.seed, step, micro * env.world + env.rank))
+            if cfg.stage != "autoencoder":
+                batch["obs_images"] = random_shift(batch["obs_images"], cfg.shift_augment)
             last = micro == cfg.grad_accum - 1
             with nullcontext() if last or ddp is None else ddp.no_sync():
                 with autocast(precision, device):
