@@ -118,6 +118,14 @@ def test_recording_is_a_real_bag_that_converts_to_a_dataset(tmp_path: Path) -> N
     assert HOLD_STEPS <= min(np.diff([0, *store.episode_ends]))
 
 
+def test_failed_demonstrations_are_not_recorded(tmp_path: Path) -> None:
+    """Seed 133: the expert's go-around point is out of reach and it times out."""
+    rec = record_expert(tmp_path / "expert", episodes=3, seed=132, progress=False)
+    assert rec.skipped_seeds == (133,) and rec.episodes == rec.successes == 2
+    with AnyReader([tmp_path / "expert"], default_typestore=typestore()) as reader:
+        assert {c.topic: c.msgcount for c in reader.connections}[EPISODE_TOPIC] == 2
+
+
 def test_action_free_recording_has_only_the_camera(tmp_path: Path) -> None:
     record_expert(tmp_path / "video", episodes=2, seed=5, action_free=True, progress=False)
     with AnyReader([tmp_path / "video"], default_typestore=typestore()) as reader:

@@ -75,7 +75,7 @@ def test_cotrain_runs_and_pretrain_refuses_action_free_sources(setup: dict[str, 
     result = train(cfg)
     assert result.step == 2 and result.checkpoint is not None
     rows = (Path(cfg.out_dir) / "metrics.jsonl").read_text()
-    assert '"policy_action_mse"' in rows
+    assert '"policy_mse"' in rows and '"hold_mse"' in rows
     pretrain = tiny_config(setup["tmp"] / "pre", [setup["robot"], setup["video"]],
                            autoencoder_from=str(setup["ae"]))  # fmt: skip
     with pytest.raises(TrainError, match=r"have no actions; use cotrain"):

@@ -130,7 +130,7 @@ def test_evaluation_reports_every_mode_and_writes_a_gif(run: dict[str, Path]) ->
     cfg = pretrain_config(run, "eval", steps=2, eval={"every": 2}, precision="bf16")
     train(cfg)
     (row,) = metrics(Path(cfg.out_dir), "eval")
-    for key in ("policy_action_mse", "inverse_dynamics_action_mse",
+    for key in ("policy_mse", "hold_mse", "linear_mse", "inverse_dynamics_action_mse",
                 "forward_dynamics_latent_mse", "video_latent_mse", "val_loss"):  # fmt: skip
         assert np.isfinite(row[key]), key
     gif = Path(cfg.out_dir) / "samples" / "step-00000002.gif"

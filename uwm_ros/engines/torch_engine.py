@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from uwm_training.export.bundle import LOOP_MODES, WEIGHTS, Manifest
-from uwm_training.model import load_model
-from uwm_training.model.weights import read_config, read_spec, weights_path
+from uwm_training.model import PolicySpec, UnifiedWorldModel, load_model
+from uwm_training.model.weights import read_spec, weights_path
 
 from .base import Engine, EngineError
 
@@ -44,14 +44,14 @@ class TorchEngine(Engine):
         precision: str = "fp32",
         compile: bool = False,
         manifest: Manifest | None = None,
-        weights: str | Path | None = None,
+        model: UnifiedWorldModel | None = None,
     ):
-        """``manifest`` and ``weights`` (a safetensors file) stand in for a bundle's own."""
+        """``manifest`` and ``model`` stand in for the bundle's own (see the constructors)."""
         super().__init__(bundle, device, precision, manifest)
         if precision not in DTYPES:
             raise EngineError(f"torch precision must be one of {list(DTYPES)}, got {precision!r}")
-        path = weights or self.root / WEIGHTS
-        self.model = load_model(path, device).to(DTYPES[precision]).eval()
+        model = model or load_model(self.root / WEIGHTS, device)
+        self.model = model.to(DTYPES[precision]).eval()
         self.compile = compile
         self._loops: dict[str, Any] = {}
 
@@ -64,8 +64,19 @@ class TorchEngine(Engine):
         spec = read_spec(path)
         if spec is None:
             raise EngineError(f"{path}: no policy spec (an autoencoder-stage checkpoint?)")
-        manifest = Manifest(read_config(path), spec, 0, list(LOOP_MODES), [], {})
-        return cls(path.parent, device, precision, manifest=manifest, weights=path)
+        return cls.from_model(load_model(path, device), spec, device, precision)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: UnifiedWorldModel,
+        spec: PolicySpec,
+        device: str = "cpu",
+        precision: str = "fp32",
+    ) -> TorchEngine:
+        """An engine on a model in memory (e.g. a training run's EMA weights), every mode."""
+        manifest = Manifest(model.cfg, spec, 0, list(LOOP_MODES), [], {})
+        return cls(".", device, precision, manifest=manifest, model=model)
 
     def _loop_fn(self, mode: str) -> Any:
         if mode not in self._loops:

@@ -149,6 +149,29 @@ def engine_policy(engine: Engine, mode: str = "policy") -> BatchPolicy:
     return act
 
 
+@dataclass
+class SimSuccess:
+    """Closed-loop success on the sim, for ``train(..., closed_loop=SimSuccess(...))``: the
+    learning curve of a run trained on ``uwm sim`` recordings."""
+
+    every_minutes: float
+    episodes: int = 50
+    first_seed: int = EVAL_SEED
+    execution: Execution = Execution()
+
+    def __call__(self, model: Any, spec: Any) -> dict[str, float]:
+        from uwm_ros.engines.torch_engine import TorchEngine
+
+        device = str(next(model.parameters()).device)
+        engine = TorchEngine.from_model(model, spec, device)
+        seeds = seeds_from(self.first_seed, self.episodes)
+        cfg = model.cfg
+        results = run_policy(engine_policy(engine), seeds, cfg.n_obs_steps, self.execution,
+                             cfg.image_size)  # fmt: skip
+        summary = Summary.of(results)
+        return {"success": summary.rate, "success_low": summary.low, "success_high": summary.high}
+
+
 def run_controller(make: Callable[[int], Controller], seeds: Sequence[int]) -> list[EpisodeResult]:
     """Episodes of a privileged controller (``make(seed)``), acting every control period."""
     results = []

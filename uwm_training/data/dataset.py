@@ -100,6 +100,8 @@ class UWMDataset(Dataset[dict[str, Tensor]]):
             raise DatasetError(f"{root}: no cameras {missing}; it has {store.cameras}")
         self.frames = [store.frames(cam) for cam in self.cameras]
         lowdim, stats = store.spec["lowdim"], store.attrs["stats"]
+        self.lowdim: dict[str, list[str]] = lowdim  # key -> names
+        self.has_actions = "action" in lowdim and bool(store.has_action.any())
         self.proprio = self._normalized(store, list(proprio_keys), stats, root)
         self.reference: np.ndarray | None = None
         if relative_to is not None and "action" in lowdim:

@@ -100,3 +100,42 @@ def write_action_plot(log: EpisodeLog, names: list[str], out: Path, width: int =
                 (220, 220, 220), 1, cv2.LINE_AA)  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), canvas[..., ::-1])
+
+
+def write_learning_curve(
+    points: list[dict[str, float]], out: Path, reference: dict[str, float], size: int = 480
+) -> None:
+    """Closed-loop success (dots, 95 % interval bars) against training minutes, with the
+    ``reference`` rates (e.g. expert, random) as horizontal lines."""
+    height, width, pad = size, int(size * 1.5), 44
+    canvas = np.full((height, width, 3), 24, np.uint8)
+    span = max([p["train_minutes"] for p in points] + [1e-6])
+
+    def xy(minutes: float, rate: float) -> tuple[int, int]:
+        return (round(pad + minutes / span * (width - 2 * pad)),
+                round(height - pad - rate * (height - 2 * pad)))  # fmt: skip
+
+    for rate in (0.0, 0.5, 0.8, 1.0):
+        y = xy(0, rate)[1]
+        cv2.line(canvas, (pad, y), (width - pad, y), (60, 60, 60), 1)
+        cv2.putText(canvas, f"{rate:.0%}", (4, y + 4), FONT, 0.4, (180, 180, 180), 1, cv2.LINE_AA)
+    for k, (name, rate) in enumerate(reference.items()):
+        y, colour = xy(0, rate)[1], PALETTE[(k + 2) % len(PALETTE)]
+        cv2.line(canvas, (pad, y), (width - pad, y), colour, 1, cv2.LINE_AA)
+        cv2.putText(canvas, name, (width - pad - 60, y - 4), FONT, 0.4, colour, 1, cv2.LINE_AA)
+    line = [xy(p["train_minutes"], p["success"]) for p in points]
+    for p, centre in zip(points, line):
+        low, high = (
+            xy(p["train_minutes"], p["success_low"]),
+            xy(p["train_minutes"], p["success_high"]),
+        )
+        cv2.line(canvas, low, high, PALETTE[0], 1, cv2.LINE_AA)
+        cv2.circle(canvas, centre, 4, PALETTE[0], -1, cv2.LINE_AA)
+    if len(line) > 1:
+        cv2.polylines(canvas, [np.array(line, np.int32)], False, PALETTE[0], 2, cv2.LINE_AA)
+    cv2.putText(canvas, "closed-loop success (95 % CI) vs training minutes", (pad, 20), FONT, 0.5,
+                (230, 230, 230), 1, cv2.LINE_AA)  # fmt: skip
+    cv2.putText(canvas, f"{span:.1f} min", (width - pad - 40, height - 12), FONT, 0.4,
+                (180, 180, 180), 1, cv2.LINE_AA)  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), canvas[..., ::-1])

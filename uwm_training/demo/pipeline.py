@@ -1,9 +1,11 @@
 """``uwm demo``: the whole product on one machine, no robot and no ROS install.
 
-record (sim expert + action-free video) -> convert + preview -> train (autoencoder, co-train)
--> export + check -> closed loop over DDS (policy vs sim) -> predicted futures + action plot.
-Each stage prints what it did; a failing stage stops the demo with its own error. Outputs go
-to ``OUT`` (``demo_out/``); a rerun starts over.
+record (sim expert + action-free video) -> convert + preview -> train (autoencoder, co-train,
+closed-loop success every few minutes: the learning curve) -> export + check -> closed-loop
+success on unseen layouts (``uwm eval``'s code, expert and random on the same seeds) -> the
+policy node drives the sim over DDS -> predicted futures + action plot. Each stage prints what
+it did; a failing stage stops the demo with its own error. Outputs go to ``OUT``
+(``demo_out/``); a rerun starts over.
 """
 
 from __future__ import annotations
@@ -17,31 +19,41 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-
 T = TypeVar("T")
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
-EVAL_SEED = 100_000  # closed-loop episodes: block/goal layouts never seen in training
 VIDEO_SEED = 10_000  # the action-free recordings
+STAGES = 7
 
 
 @dataclass(frozen=True)
 class Budget:
-    """How much of everything: the full demo (~15 min of training) or ``--quick``."""
+    """How much of everything: the full demo or ``--quick``."""
 
     expert_episodes: int
     video_episodes: int
     minutes: float  # training wall time: autoencoder + co-training
-    eval_episodes: int
-    batch_size: int = 16
+    eval_episodes: int  # closed loop in process, unseen layouts
+    dds_episodes: int  # closed loop through the policy node over DDS (and the media)
+    curve_every: float  # training minutes between the learning curve's points
+    batch_size: int = 64
+    autoencoder_share: float = 0.2
 
     @property
     def autoencoder_minutes(self) -> float:
-        return self.minutes * 0.2
+        return self.minutes * self.autoencoder_share
 
 
-FULL = Budget(expert_episodes=200, video_episodes=60, minutes=15.0, eval_episodes=20)
-QUICK = Budget(expert_episodes=6, video_episodes=3, minutes=0.6, eval_episodes=2, batch_size=4)
+FULL = Budget(expert_episodes=200, video_episodes=60, minutes=15.0, eval_episodes=50,
+              dds_episodes=5, curve_every=3.0)  # fmt: skip
+QUICK = Budget(expert_episodes=6, video_episodes=3, minutes=0.6, eval_episodes=4,
+               dds_episodes=1, curve_every=0.2, batch_size=4)  # fmt: skip
+# The recipe of the learning study (README): what the small preset and this demo train.
+RECIPE: dict[str, Any] = {
+    "model": {"autoencoder": {"base_channels": 16}},
+    "data": {"relative_to": "joint_pos", "pad_end": None},
+    "shift_augment": 4,
+    "optim": {"lr": 3e-4, "warmup_steps": 100, "min_lr_ratio": 1.0},
+}
 
 
 class DemoError(RuntimeError):
@@ -58,7 +70,7 @@ class Demo:
 
     def stage(self, name: str, run: Callable[[], T]) -> T:
         self.stage_count += 1
-        print(f"\n=== [{self.stage_count}/6] {name} ===", flush=True)
+        print(f"\n=== [{self.stage_count}/{STAGES}] {name} ===", flush=True)
         started = time.perf_counter()
         try:
             result = run()
@@ -77,8 +89,9 @@ class Demo:
         rec = record_expert(self.out / "recordings" / "expert", b.expert_episodes, seed=0)
         video = record_expert(self.out / "recordings" / "video", b.video_episodes, VIDEO_SEED,
                               action_free=True)  # fmt: skip
-        print(f"expert: {rec.episodes} episodes, {rec.frames} frames, {rec.successes} successful; "
-              f"action-free: {video.episodes} episodes, {video.frames} frames")  # fmt: skip
+        print(f"expert: {rec.episodes} successful episodes, {rec.frames} frames (failed "
+              f"demonstrations skipped: {len(rec.skipped_seeds)}); action-free: "
+              f"{video.episodes} episodes, {video.frames} frames")  # fmt: skip
 
     def convert(self) -> None:
         from ..data.config import load_config
@@ -95,15 +108,18 @@ class Demo:
         print(f"wrote {self.out / 'dataset_preview.mp4'} ({frames} frames of episode 0)")
 
     def train(self) -> Path:
+        from uwm_ros.sim.evaluate import SimSuccess
+
         from ..train.checkpoint import find_checkpoint
         from ..train.config import from_dict
         from ..train.loop import train
 
         b, runs = self.budget, self.out / "runs"
         common: dict[str, Any] = {
+            **RECIPE,
             "preset": "small",
-            "model": {"autoencoder": {"base_channels": 16}},  # 4x cheaper than the preset's 32
             "data": {
+                **RECIPE["data"],
                 "sources": [
                     {"path": str(self.out / "data" / "expert"), "weight": 3.0},
                     {"path": str(self.out / "data" / "video"), "weight": 1.0},
@@ -111,7 +127,6 @@ class Demo:
                 "val_fraction": 0.05,
                 "num_workers": 0,
             },
-            "optim": {"lr": 3e-4, "warmup_steps": 50, "min_lr_ratio": 1.0},
             "eval": {"every": 1_000_000, "batches": 1, "gif_samples": 4},  # once, at the end
             "batch_size": b.batch_size,
             "ckpt_every": 1_000_000,
@@ -120,10 +135,17 @@ class Demo:
         }
         ae = train(from_dict({**common, "stage": "autoencoder", "out_dir": str(runs / "ae"),
                               "max_minutes": b.autoencoder_minutes}))  # fmt: skip
+        curve = SimSuccess(b.curve_every, episodes=b.eval_episodes)
         uwm = train(from_dict({**common, "stage": "cotrain", "out_dir": str(runs / "uwm"),
                                "autoencoder_from": str(ae.checkpoint),
-                               "max_minutes": b.minutes - b.autoencoder_minutes}))  # fmt: skip
+                               "max_minutes": b.minutes - b.autoencoder_minutes}),
+                    closed_loop=curve)  # fmt: skip
         self.summary["train_steps"] = {"autoencoder": ae.step, "uwm": uwm.step}
+        rows = [json.loads(line) for line in (runs / "uwm" / "metrics.jsonl").open()]
+        self.summary["learning_curve"] = [r for r in rows if r["split"] == "closed_loop"]
+        held_out = [r for r in rows if r["split"] == "eval"][-1]
+        keys = ("policy_mse", "hold_mse", "linear_mse")
+        self.summary["held_out_mse"] = {k: held_out[k] for k in keys if k in held_out}
         print(f"TensorBoard: tensorboard --logdir {runs}")
         return find_checkpoint(runs / "uwm")
 
@@ -135,7 +157,7 @@ class Demo:
         from ..train.optim import cpu_has_native_bf16
 
         bundle = self.out / "bundle"
-        export_bundle(checkpoint, bundle, modes=("policy", "joint"))
+        export_bundle(checkpoint, bundle, modes=("policy", "forward_dynamics"))
         check_bundle(bundle)
         print(f"{bundle}: checked (files, hashes, ONNX Runtime against PyTorch)")
         candidates = [("onnxruntime", "fp32"), ("torch", "fp32")]
@@ -153,34 +175,53 @@ class Demo:
         self.summary["backend_ms"] = {f"{k[0]}-{k[1]}": round(v, 1) for k, v in timings.items()}
         return bundle, {"backend": backend, "precision": precision}
 
+    def evaluate(self, bundle: Path) -> None:
+        from uwm_ros.engines.torch_engine import TorchEngine
+        from uwm_ros.sim.evaluate import (
+            EVAL_SEED,
+            Summary,
+            baselines,
+            engine_policy,
+            report,
+            run_policy,
+            seeds_from,
+        )
+
+        seeds = seeds_from(EVAL_SEED, self.budget.eval_episodes)
+        engine = TorchEngine(bundle)  # batched over the episodes; same weights as every backend
+        results = run_policy(engine_policy(engine), seeds, engine.cfg.n_obs_steps,
+                             image_size=engine.cfg.image_size, progress=True)  # fmt: skip
+        summaries = {"policy": Summary.of(results), **baselines(seeds)}
+        self.summary["success"] = report(summaries)
+        for name, summary in summaries.items():
+            print(f"  {name:<8} {summary.line()}")
+
     def closed_loop(self, bundle: Path, engine: dict[str, str]) -> None:
         from uwm_ros.sim.closed_loop import run_closed_loop
-        from uwm_ros.sim.expert import RandomController, expert
-        from uwm_ros.sim.node import run_episodes
+        from uwm_ros.sim.evaluate import EVAL_SEED, Summary
         from uwm_ros.sim.world import JOINT_NAMES
 
         from ..export.bundle import read_manifest
-        from .media import write_action_plot, write_futures_video
+        from .media import write_action_plot, write_futures_video, write_learning_curve
 
-        n = self.budget.eval_episodes
-        seeds = list(range(EVAL_SEED, EVAL_SEED + n))
+        n = self.budget.dds_episodes
         params = {**engine, "frames_every": 1}
         loop = run_closed_loop(bundle, n, EVAL_SEED, self.out / "logs" / "policy.log", params)
-        rates = {
-            "policy": float(np.mean([r.success for r in loop.results])),
-            "expert": float(np.mean(run_episodes(expert, seeds))),
-            "random": float(np.mean(run_episodes(RandomController(0), seeds))),
-        }
-        self.summary["success"] = rates
+        dds = Summary.of(loop.results)
+        self.summary["success_dds"] = vars(dds)
+        print(f"  policy node over DDS, the first {n} of the same layouts: {dds.line()}")
         self.summary["policy_inference_ms"] = round(loop.inference_ms, 1)
         fps = read_manifest(bundle).spec.fps
         frames = write_futures_video(loop.first, self.out / "predicted_futures.mp4", fps)
         write_action_plot(loop.first, list(JOINT_NAMES), self.out / "action_chunks.png")
-        print(f"wrote {self.out / 'predicted_futures.mp4'} ({frames} frames) and "
-              f"{self.out / 'action_chunks.png'}")  # fmt: skip
+        rates = {k: v["rate"] for k, v in self.summary["success"].items() if k != "policy"}
+        write_learning_curve(self.summary["learning_curve"], self.out / "learning_curve.png",
+                             rates)  # fmt: skip
+        print(f"wrote {self.out / 'predicted_futures.mp4'} ({frames} frames), "
+              f"{self.out / 'action_chunks.png'}, {self.out / 'learning_curve.png'}")  # fmt: skip
 
     def report(self) -> None:
-        rates, b = self.summary["success"], self.budget
+        b, success = self.budget, self.summary["success"]
         (self.out / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
         print(f"\n=== uwm demo: summary ({self.out}) ===")
         for name, seconds in self.summary["stages_s"].items():
@@ -188,11 +229,17 @@ class Demo:
         steps = self.summary["train_steps"]
         print(f"  trained {b.minutes:g} min: autoencoder {steps['autoencoder']} steps, "
               f"UWM {steps['uwm']} steps (batch {b.batch_size})")  # fmt: skip
-        print(f"  success over {b.eval_episodes} unseen episodes: policy {rates['policy']:.0%} | "
-              f"scripted expert {rates['expert']:.0%} | random {rates['random']:.0%}")  # fmt: skip
+        print(f"  success over {b.eval_episodes} unseen episodes (95 % CI):")
+        for name, row in success.items():
+            print(f"    {name:<8} {row['rate']:.0%} ({row['successes']}/{row['episodes']}, "
+                  f"{row['low']:.0%}-{row['high']:.0%})")  # fmt: skip
+        mse = self.summary.get("held_out_mse", {})
+        if mse:
+            parts = [f"{k.removesuffix('_mse')} {v:.4f}" for k, v in mse.items()]
+            print("  held-out action MSE (rad^2): " + " | ".join(parts))
         print(f"  policy inference {self.summary['policy_inference_ms']} ms per chunk")
-        for name in ("predicted_futures.mp4", "action_chunks.png", "dataset_preview.mp4",
-                     "summary.json"):  # fmt: skip
+        for name in ("learning_curve.png", "predicted_futures.mp4", "action_chunks.png",
+                     "dataset_preview.mp4", "summary.json"):  # fmt: skip
             print(f"  {self.out / name}")
 
 
@@ -206,7 +253,8 @@ def run_demo(out: Path, budget: Budget) -> dict[str, Any]:
     demo.stage("convert to a dataset", demo.convert)
     checkpoint = demo.stage("train", demo.train)
     bundle, engine = demo.stage("export and check the bundle", lambda: demo.export(checkpoint))
-    demo.stage("closed loop over DDS", lambda: demo.closed_loop(bundle, engine))
+    demo.stage("closed-loop success", lambda: demo.evaluate(bundle))
+    demo.stage("policy node over DDS", lambda: demo.closed_loop(bundle, engine))
     demo.stage("report", demo.report)
     return demo.summary
 
@@ -227,7 +275,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     doc = "record, convert, train, export and run the policy against the simulated robot"
-    p = sub.add_parser("demo", help=doc, description=doc + " (about 20 minutes on 2 cores).",
+    p = sub.add_parser("demo", help=doc, description=doc + " (about 25 minutes on 2 cores).",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=(
         "examples:\n  uwm demo                       # what make demo runs\n"
         "  uwm demo --minutes 60          # train longer\n"

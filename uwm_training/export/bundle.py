@@ -131,6 +131,13 @@ def graph_signature(cfg: UWMConfig, name: str, batch: int) -> tuple[Shapes, Shap
             step_in |= {"future": latents, "t_video": [1]}
             step_out["eps_future"] = latents
         return step_in, step_out
+    if name == "cond_denoiser":  # the per-step piece loops are composed from (not in bundles)
+        piece_in: Shapes = {
+            "cond": cond,
+            "actions": actions,
+            **({"future": latents} if video else {}),
+        }
+        return piece_in, {"eps_actions": actions, **({"eps_future": latents} if video else {})}
     if name == "decoder":
         return {"latents": latents}, {"frames": [B, V, cfg.n_future_steps, 3, S, S]}
     mode = name.removesuffix("_loop")

@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import onnx
 import torch
 import yaml
 from tqdm import tqdm
@@ -28,19 +29,27 @@ from .bundle import (
     graph_signature,
     sha256,
 )
-from .graphs import DecoderGraph, DenoiserStepGraph, LoopGraph, ObsEncoderGraph, export_onnx
+from .compose import loop_graph
+from .graphs import (
+    CondDenoiserGraph,
+    DecoderGraph,
+    DenoiserStepGraph,
+    ObsEncoderGraph,
+    export_onnx,
+)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _graphs(model: UnifiedWorldModel, modes: Sequence[str]) -> dict[str, torch.nn.Module]:
+def _graphs(model: UnifiedWorldModel) -> dict[str, torch.nn.Module]:
+    """The traced graphs; the loops are composed from obs_encoder and cond_denoiser."""
     graphs: dict[str, torch.nn.Module] = {
         "obs_encoder": ObsEncoderGraph(model),
         "denoiser_step": DenoiserStepGraph(model),
+        "cond_denoiser": CondDenoiserGraph(model),
     }
     if model.cfg.future_obs:
         graphs["decoder"] = DecoderGraph(model)
-    graphs |= {f"{mode}_loop": LoopGraph(model, mode) for mode in modes}
     return graphs
 
 
@@ -75,23 +84,36 @@ def export_bundle(
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.pieces.", dir=out.parent))
     try:
         save_model(model, tmp / WEIGHTS, spec)
         entries = []
         jobs = [(p, b) for p in precisions for b in batch_sizes]
-        total = len(jobs) * len(_graphs(model, modes))
+        total = len(jobs) * (len(_graphs(model)) + len(modes))
         with tqdm(total=total, desc=f"export {out.name}", unit="graph") as bar:
             for precision, batch in jobs:
                 cast = model if precision == "fp32" else copy.deepcopy(model).to(DTYPES[precision])
-                for name, module in _graphs(cast, modes).items():
+                traced = {}
+                for name, module in _graphs(cast).items():
                     inputs, outputs = graph_signature(model.cfg, name, batch)
                     file = f"{name}.{precision}.b{batch}.onnx"
+                    path = tmp / file if name != "cond_denoiser" else scratch / file
                     args = _example(inputs, torch.Generator().manual_seed(0))
                     bar.set_postfix_str(file)
-                    export_onnx(module, args, tmp / file, list(inputs), list(outputs), opset)
+                    export_onnx(module, args, path, list(inputs), list(outputs), opset)
+                    traced[name] = onnx.load(str(path))
+                    if name != "cond_denoiser":
+                        entries.append(GraphEntry(name, file, precision, batch, inputs, outputs))
+                    bar.update()
+                for mode in modes:
+                    name, file = f"{mode}_loop", f"{mode}_loop.{precision}.b{batch}.onnx"
+                    loop = loop_graph(traced["obs_encoder"], traced["cond_denoiser"], cast, mode,
+                                      batch)  # fmt: skip
+                    onnx.save(loop, str(tmp / file))
+                    inputs, outputs = graph_signature(model.cfg, name, batch)
                     entries.append(GraphEntry(name, file, precision, batch, inputs, outputs))
                     bar.update()
-        files = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
+        files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         manifest = Manifest(
             model=model.cfg,
             spec=spec,
@@ -105,6 +127,7 @@ def export_bundle(
         replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     return manifest
 
 

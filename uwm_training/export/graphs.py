@@ -5,8 +5,9 @@ contract does uint8 -> float on the host), low-dim tensors normalised; graphs ne
 
 - ``obs_encoder``: images, proprio -> obs_cond, the observation part of every adaLN modulation.
 - ``denoiser_step``: obs_cond, noisy actions/latents, t_action, t_video -> noise predictions.
-- ``<mode>_loop``: the whole DDIM loop of one mode; start noise is an input, so it is
-  deterministic and testable against PyTorch.
+- ``<mode>_loop``: the whole DDIM loop of one mode, composed from ``obs_encoder`` and
+  ``CondDenoiserGraph`` (``compose.py``); start noise is an input, so it is deterministic and
+  testable against PyTorch.
 - ``decoder``: normalised latents -> frames in [0, 1].
 Low-precision graphs keep fp32 inputs/outputs and cast at the edges (DESIGN §8).
 """
@@ -21,8 +22,6 @@ import torch.nn as nn
 from torch import Tensor
 
 from uwm_training.model import UnifiedWorldModel
-
-from .bundle import graph_signature
 
 
 class ObsEncoderGraph(nn.Module):
@@ -52,27 +51,19 @@ class DenoiserStepGraph(nn.Module):
         return (eps_a.float(),) if eps_o is None else (eps_a.float(), eps_o.float())
 
 
-class LoopGraph(nn.Module):
-    """All DDIM steps of one sampling mode; given = actions (forward) or latents (inverse)."""
+class CondDenoiserGraph(nn.Module):
+    """One transformer pass given the whole conditioning: the piece ``compose.loop_graph``
+    repeats per DDIM step (not a bundle file)."""
 
-    def __init__(self, model: UnifiedWorldModel, mode: str):
+    def __init__(self, model: UnifiedWorldModel):
         super().__init__()
-        self.model, self.mode = model, mode
+        self.model = model
 
-    def forward(self, images: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
-        cfg = self.model.cfg
-        names = list(graph_signature(cfg, f"{self.mode}_loop", images.shape[0])[0])[1:]
-        kw = dict(zip(names, rest))
-        out = self.model.sample(
-            self.mode,
-            images,
-            kw.get("proprio"),
-            actions=kw.get("actions"),
-            future_latents=kw.get("future_latents"),
-            noise_actions=kw["noise_actions"],
-            noise_future=kw.get("noise_future") if cfg.future_obs else None,
-        )
-        return tuple(x for x in out if x is not None)
+    def forward(self, cond: Tensor, actions: Tensor, *future: Tensor) -> tuple[Tensor, ...]:
+        dtype = self.model.dtype
+        video = future[0].to(dtype) if future else None
+        eps_a, eps_o = self.model.denoiser.denoise(cond.to(dtype), actions.to(dtype), video)
+        return (eps_a.float(),) if eps_o is None else (eps_a.float(), eps_o.float())
 
 
 class DecoderGraph(nn.Module):

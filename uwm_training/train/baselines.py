@@ -53,3 +53,14 @@ def linear_mse(weights: np.ndarray, windows: Windows) -> float:
 def _features(windows: Windows) -> np.ndarray:
     flat = windows.joints.reshape(len(windows.joints), -1)
     return np.concatenate([flat, np.ones((len(flat), 1))], axis=1)
+
+
+def measure(
+    train: Sequence[Windows], val: Sequence[Windows], action_index: Sequence[int]
+) -> dict[str, float]:
+    """Both baselines on the held-out windows (the linear map fitted on the training ones)."""
+    held = Windows.concat(val)
+    return {
+        "hold_mse": hold_mse(held, action_index),
+        "linear_mse": linear_mse(fit_linear(Windows.concat(train)), held),
+    }

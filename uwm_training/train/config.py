@@ -25,6 +25,7 @@ import yaml
 
 STAGES = ("autoencoder", "pretrain", "cotrain", "finetune")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+CLOCKS = ("wall", "cpu")
 
 
 class TrainError(ValueError):
@@ -114,12 +115,15 @@ class EvalConfig:
         batches: held-out batches per evaluation (windows evenly spaced over the held-out set).
         batch_size: windows per evaluation batch (None: the training batch size).
         gif_samples: windows drawn in the GIF of predicted vs real future frames (0: no GIF).
+        policy_samples: policy samples per held-out window for ``policy_mse``, which runs
+            over every held-out window (the hold / linear baselines use the same windows).
     """
 
     every: int = 1000
     batches: int = 4
     batch_size: int | None = None
     gif_samples: int = 4
+    policy_samples: int = 2
 
 
 @dataclass
@@ -145,6 +149,9 @@ class TrainConfig:
             past it, evaluating and checkpointing as after the last step. The LR schedule still
             spans ``steps``: pair it with ``optim.min_lr_ratio: 1`` (constant LR after warmup,
             as DiT trains) when the budget, not ``steps``, decides. None: no budget.
+        budget_clock: what ``max_minutes`` (and the closed-loop curve's minutes) count: "wall"
+            time, or this process's "cpu" time, which a shared machine does not change (for
+            equal-budget comparisons; with one intra-op thread it is the compute spent).
         batch_size: windows per rank per micro-step; the global batch is
             batch_size * grad_accum * world_size.
         grad_accum: micro-steps per optimizer step.
@@ -177,6 +184,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     steps: int = 100_000
     max_minutes: float | None = None
+    budget_clock: str = "wall"
     batch_size: int = 36
     grad_accum: int = 1
     shift_augment: int = 0
@@ -201,6 +209,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "grad_accum", "ckpt_every", "keep_last", "log_every"):
             if getattr(self, name) < 1:
                 raise TrainError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.budget_clock not in CLOCKS:
+            raise TrainError(f"budget_clock must be one of {CLOCKS}, got {self.budget_clock!r}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise TrainError(f"max_minutes must be > 0, got {self.max_minutes}")
         if not 0 <= self.ema_decay < 1:

@@ -25,6 +25,7 @@ from ..data.stats import merge_stats
 from ..data.store import Store
 from ..model import PolicySpec, UnifiedWorldModel, UWMConfig
 from ..model.contract import Normalizer, image_tensor
+from .baselines import Windows, measure
 from .config import DataConfig, TrainConfig, TrainError
 
 ROBOT_STAGES = ("pretrain", "finetune")  # stages that train on action-labelled episodes only
@@ -178,6 +179,10 @@ class SourceWindows(Dataset[dict[str, Tensor]]):
             windows, actions, proprio, proprio_dim)  # fmt: skip
         self.latents: Tensor | None = None  # every frame's future latents, once cached
 
+    @property
+    def has_actions(self) -> bool:
+        return self.windows.has_actions
+
     def cache_latents(self, latents: Tensor) -> None:
         """Serve ``future_latents`` from (frames, V, C, h, w) instead of reading future frames."""
         self.latents = latents
@@ -311,3 +316,20 @@ def _encode_frames(model: UnifiedWorldModel, windows: UWMDataset, device: torch.
             parts.append(model.encode_future(pixels[None, None].to(device))[0, 0].float().cpu())
         views.append(torch.cat(parts, dim=1))  # (C, frames, h, w)
     return torch.stack(views).permute(2, 0, 1, 3, 4).contiguous()  # (frames, V, C, h, w)
+
+
+def baseline_metrics(data: RunData, joints: Sequence[str]) -> dict[str, float]:
+    """hold / linear baselines (``baselines.py``) on the run's held-out windows, in robot
+    units; empty when there is nothing to compare (no held-out robot windows, or no joint key
+    among ``joints`` that names every action dimension)."""
+    if data.val is None or data.spec is None:
+        return {}
+    robots = [w for w in data.train.datasets if isinstance(w, SourceWindows) and w.has_actions]
+    held = [w for w in data.val.datasets if isinstance(w, SourceWindows) and w.has_actions]
+    lowdim = robots[0].windows.lowdim if robots else {}
+    key = next((k for k in joints if set(data.spec.action_names) <= set(lowdim.get(k, ()))), None)
+    if key is None or not held:
+        return {}
+    index = [list(lowdim[key]).index(n) for n in data.spec.action_names]
+    parts = [Windows(*w.windows.raw_windows(key)) for w in [*robots, *held]]
+    return measure(parts[: len(robots)], parts[len(robots) :], index)

@@ -3,9 +3,10 @@
 Per mode (DESIGN §4) the sampled modality is compared with the held-out truth in the model's
 units: actions normalised to [-1, 1], future latents ~unit variance. Action metrics use only
 samples that have actions. The policy's own error (``policy_mse``) is measured over every
-held-out window, in robot units, to sit beside the baselines of ``baselines.py``. The GIF shows, per held-out window and camera, the last observed
-frame, the real future frames, and the futures the video and forward-dynamics modes predict,
-decoded by the autoencoder; the autoencoder stage shows frames next to their reconstructions.
+held-out window, in robot units, beside the baselines of ``baselines.py``. The GIF shows, per
+held-out window and camera, the last observed frame, the real future frames, and the futures
+the video and forward-dynamics modes predict, decoded by the autoencoder; the autoencoder
+stage shows frames next to their reconstructions.
 """
 
 from __future__ import annotations

@@ -50,6 +50,13 @@ class RunLog:
         parts = [f"{k.removesuffix('_mse')} {v:.4f}" for k, v in metrics.items()]
         self.print(f"eval step {step} | " + " | ".join(parts) + (f" | {gif}" if gif else ""))
 
+    def closed_loop(self, step: int, metrics: dict[str, float]) -> None:
+        """Closed-loop scalars (e.g. success on the sim) at ``metrics['train_minutes']``."""
+        if self.enabled and metrics:
+            self._write("closed_loop", step, metrics)
+            parts = [f"{k} {v:.3g}" for k, v in metrics.items()]
+            self.print(f"closed loop step {step} | " + " | ".join(parts))
+
     def image(self, tag: str, step: int, rgb: np.ndarray) -> None:
         if self.enabled:
             self.writer.add_image(tag, rgb, step, dataformats="HWC")

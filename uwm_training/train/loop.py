@@ -11,9 +11,10 @@ weights, the EMA, the optimizer and the step, and continues bit for bit. Each sh
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -23,18 +24,35 @@ from torch.utils.data import DataLoader
 
 from ..model import PolicySpec, UnifiedWorldModel
 from ..model.autoencoder import KLAutoencoder
+from ..model.contract import Normalizer
 from . import dist
 from .augment import random_shift
 from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, step_dirs
 from .config import TrainConfig, TrainError
-from .data import RunData, build_data, cache_latents, dataset_spec, open_sources
-from .evaluate import eval_loader, evaluate, grid_frames, write_gif
+from .data import (
+    RunData,
+    baseline_metrics,
+    build_data,
+    cache_latents,
+    dataset_spec,
+    open_sources,
+)
+from .evaluate import eval_loader, evaluate, grid_frames, policy_mse, write_gif
 from .logs import RunLog
 from .models import finetune_model, measure_latent_scale, new_model, set_trainable
 from .optim import EMA, autocast, build_optimizer, lr_at, resolve_precision
 from .sampler import MixtureSampler
 
 LATENT_SCALE_WINDOWS = 64  # windows whose frames measure the latent shift/scale (a scalar)
+
+
+class ClosedLoop(Protocol):
+    """Closed-loop success of the EMA weights (e.g. on the simulated robot), measured every
+    ``every_minutes`` of training and at the end; returns scalars such as ``success``."""
+
+    every_minutes: float
+
+    def __call__(self, model: UnifiedWorldModel, spec: PolicySpec) -> dict[str, float]: ...
 
 
 class TrainResult(NamedTuple):
@@ -67,20 +85,26 @@ def shard_seed(seed: int, step: int, shard: int) -> int:
     return int(np.random.SeedSequence([seed, step, shard]).generate_state(1, np.uint64)[0])
 
 
-def train(cfg: TrainConfig, resume: bool | str | Path = False) -> TrainResult:
+def train(
+    cfg: TrainConfig, resume: bool | str | Path = False, closed_loop: ClosedLoop | None = None
+) -> TrainResult:
     """Run (or with ``resume`` continue) training; DDP when launched by torchrun.
 
     ``resume``: True continues from the newest checkpoint in ``cfg.out_dir`` (starting fresh if
     there is none, so a preempted job can always be requeued with it); a path names a checkpoint.
+    ``closed_loop``: measured on rank 0 and logged as split ``closed_loop`` with the training
+    minutes (its own time not counted), the points of a learning curve.
     """
     env = dist.setup(cfg.device)
     try:
-        return _train(cfg, env, resume)
+        return _train(cfg, env, resume, closed_loop)
     finally:
         dist.teardown(env)
 
 
-def _train(cfg: TrainConfig, env: dist.Dist, resume: bool | str | Path) -> TrainResult:
+def _train(
+    cfg: TrainConfig, env: dist.Dist, resume: bool | str | Path, closed_loop: ClosedLoop | None
+) -> TrainResult:
     out, device = Path(cfg.out_dir), env.device
     if device.type == "cuda":  # TF32 matmuls for whatever still runs in fp32 (as nanoGPT)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -136,6 +160,8 @@ def _train(cfg: TrainConfig, env: dist.Dist, resume: bool | str | Path) -> Train
     )
     batches = iter(loader)
     params = [p for p in model.parameters() if p.requires_grad]
+    joints = [k for k in (cfg.data.relative_to, *cfg.data.proprio_keys) if k]
+    baselines = baseline_metrics(data, joints) if env.main and cfg.stage != "autoencoder" else {}
 
     log = RunLog(out, env.main, step, None if cfg.max_minutes else cfg.steps)  # time-bound: no ETA
     if env.main:
@@ -153,7 +179,10 @@ def _train(cfg: TrainConfig, env: dist.Dist, resume: bool | str | Path) -> Train
 
     # ----- the loop -----------------------------------------------------------------------------
     last_ckpt = ckpt
-    deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes else None
+    clock = time.monotonic if cfg.budget_clock == "wall" else time.process_time
+    deadline = clock() + cfg.max_minutes * 60 if cfg.max_minutes else None
+    measured = closed_loop is not None and ema is not None and data.spec is not None
+    curve = _Curve(clock, closed_loop) if closed_loop is not None and measured else None
     done = step >= cfg.steps
     while not done:
         lr = lr_at(step, cfg.optim, cfg.steps)
@@ -183,7 +212,7 @@ def _train(cfg: TrainConfig, env: dist.Dist, resume: bool | str | Path) -> Train
             ema.update(model, step)
         step += 1
         # the ranks agree on the clock only when there is a budget (a collective per step)
-        out_of_time = deadline is not None and env.any(time.monotonic() > deadline)
+        out_of_time = deadline is not None and env.any(clock() > deadline)
         done = step >= cfg.steps or out_of_time
 
         if step % cfg.log_every == 0 or done:
@@ -198,7 +227,10 @@ def _train(cfg: TrainConfig, env: dist.Dist, resume: bool | str | Path) -> Train
             }
             log.train(step, scalars)
         if ema is not None and cfg.eval.every and (step % cfg.eval.every == 0 or done):
-            _evaluate(cfg, ema.model, data, device, precision, step, log)
+            _evaluate(cfg, ema.model, data, device, precision, step, log, baselines)
+        if curve is not None and (done or curve.due()):
+            assert ema is not None and data.spec is not None
+            log.closed_loop(step, curve.measure(ema.model, data.spec))
         if step % cfg.ckpt_every == 0 or done:
             if ema is not None:
                 saved = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
@@ -208,6 +240,30 @@ def _train(cfg: TrainConfig, env: dist.Dist, resume: bool | str | Path) -> Train
             env.barrier()
     log.close()
     return TrainResult(model, ema.model if ema else None, step, last_ckpt)
+
+
+class _Curve:
+    """When to measure closed-loop success, and the training minutes it has seen."""
+
+    def __init__(self, clock: Callable[[], float], closed_loop: ClosedLoop) -> None:
+        self.clock, self.closed_loop, self.started_at, self.excluded = (
+            clock,
+            closed_loop,
+            clock(),
+            0.0,
+        )
+        self.next = self.started_at + closed_loop.every_minutes * 60
+
+    def due(self) -> bool:
+        return self.clock() >= self.next
+
+    def measure(self, model: UnifiedWorldModel, spec: PolicySpec) -> dict[str, float]:
+        began = self.clock()
+        minutes = (began - self.started_at - self.excluded) / 60
+        metrics = self.closed_loop(model, spec)
+        self.excluded += self.clock() - began
+        self.next = self.clock() + self.closed_loop.every_minutes * 60
+        return {"train_minutes": minutes, **metrics}
 
 
 def _resume_point(out: Path, resume: bool | str | Path) -> Path | None:
@@ -251,12 +307,20 @@ def _evaluate(
     precision: str,
     step: int,
     log: RunLog,
+    baselines: dict[str, float],
 ) -> None:
-    """Held-out metrics of the EMA weights, TensorBoard + the summary line + the GIF."""
+    """Held-out metrics of the EMA weights, TensorBoard + the summary line + the GIF; the
+    policy's error over every held-out window sits next to the baselines'."""
     if data.val is None:
         return
     loader = eval_loader(data.val, cfg.eval.batches, cfg.eval_batch_size, 0)
     metrics, columns = evaluate(model, loader, device, precision, cfg.stage, cfg.seed)
+    if data.spec is not None and cfg.stage != "autoencoder":
+        actions = Normalizer.from_stats(data.spec.normalization["actions"])
+        metrics["policy_mse"] = policy_mse(model, data.val, actions, device, precision,
+                                           cfg.eval.policy_samples, cfg.seed,
+                                           cfg.eval_batch_size)  # fmt: skip
+        metrics |= baselines
     gif = None
     if cfg.eval.gif_samples and columns:
         frames = grid_frames(columns, cfg.eval.gif_samples)

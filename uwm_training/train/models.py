@@ -39,7 +39,8 @@ def new_model(cfg: TrainConfig, sources: Sequence[Source]) -> UnifiedWorldModel:
     ae_path = None
     base: dict[str, Any] = {**PRESETS[cfg.preset], **data_defaults(sources, _keys(cfg))}
     overrides = dict(cfg.model)
-    if cfg.stage != "autoencoder" and cfg.autoencoder_from:
+    future_obs = {**PRESETS[cfg.preset], **cfg.model}.get("future_obs", True)
+    if cfg.stage != "autoencoder" and cfg.autoencoder_from and future_obs:  # DP: no latents
         ae_path = weights_file(Path(cfg.autoencoder_from))
         trained = checkpoint_config(ae_path).autoencoder
         # The same config file serves both stages: its autoencoder section may stay as long as
