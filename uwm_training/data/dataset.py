@@ -200,16 +200,19 @@ def _reference(store: Store, key: str, root: object) -> np.ndarray:
 
 
 def relative_action_stats(store: Store, key: str, horizon: int) -> dict[str, list[float]]:
-    """min/max of a[t+i] - q[t] (i < horizon, clamped at the episode end) over every frame t
-    of the episodes with actions: the normalisation of relative actions."""
+    """min/max of a[t+i] - q[t] (clamped at the episode end) over every frame t of the
+    episodes with actions, per chunk step i and dimension, flattened (horizon * d_a): the next
+    action moves a fraction of what the last one does, and one range for all steps would
+    squeeze the near ones (the ones executed) into a sliver of [-1, 1]."""
     actions, reference = store.lowdim("action").astype(np.float64), _reference(store, key, store)
-    lo, hi = np.full(actions.shape[1], np.inf), np.full(actions.shape[1], -np.inf)
+    lo = np.full((horizon, actions.shape[1]), np.inf)
+    hi = np.full((horizon, actions.shape[1]), -np.inf)
     for e in np.flatnonzero(store.has_action):
         start, end = store.episode_range(int(e))
         t = np.arange(start, end)
         for i in range(horizon):
             offsets = actions[np.minimum(t + i, end - 1)] - reference[t]
-            lo, hi = np.minimum(lo, offsets.min(0)), np.maximum(hi, offsets.max(0))
+            lo[i], hi[i] = np.minimum(lo[i], offsets.min(0)), np.maximum(hi[i], offsets.max(0))
     if not np.isfinite(lo).all():
         raise DatasetError(f"{store.root}: no episode with actions for relative statistics")
-    return {"min": lo.tolist(), "max": hi.tolist()}
+    return {"min": lo.ravel().tolist(), "max": hi.ravel().tolist()}

@@ -262,8 +262,11 @@ class PolicySpec:
             if not size:
                 continue
             stats = self.normalization.get(key)
-            if stats is None or any(len(stats.get(s, ())) != size for s in ("min", "max")):
-                raise ConfigError(f"spec.normalization[{key!r}] needs min/max of length {size}")
+            lengths = (size, size * cfg.horizon) if key == "actions" else (size,)
+            if stats is None or any(len(stats.get(s, ())) not in lengths for s in ("min", "max")):
+                raise ConfigError(f"spec.normalization[{key!r}] needs min/max of length {size}"
+                                  + (f" (or {size * cfg.horizon}: per chunk step)"
+                                     if key == "actions" else ""))  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -97,19 +97,26 @@ class Normalizer:
             )
         return center.astype(like.dtype), scale.astype(like.dtype)
 
-    def _check(self, x: np.ndarray | Tensor) -> None:
-        if x.shape[-1] != self.dim:
-            raise ContractError(f"expected last dimension {self.dim}, got shape {tuple(x.shape)}")
+    def _per_step(self, x: np.ndarray | Tensor) -> bool:
+        """True for chunk statistics: one min/max per (step, dim) of (..., h, d) values."""
+        if x.shape[-1] == self.dim:
+            return False
+        if x.ndim >= 2 and x.shape[-2] * x.shape[-1] == self.dim:
+            return True
+        raise ContractError(f"expected last dimension {self.dim}, got shape {tuple(x.shape)}")
 
     def normalize(self, x: Any) -> Any:
-        """Raw values (..., d) -> [-1, 1]; numpy or torch in, same type out."""
-        self._check(x)
+        """Raw values (..., d), or chunks (..., h, d) with per-step statistics, -> [-1, 1];
+        numpy or torch in, same type out."""
+        if self._per_step(x):
+            return self.normalize(x.reshape(*x.shape[:-2], self.dim)).reshape(x.shape)
         center, scale = self._affine(x)
         return (x - center) / scale
 
     def unnormalize(self, y: Any) -> Any:
-        """[-1, 1] (..., d) -> raw values; numpy or torch in, same type out."""
-        self._check(y)
+        """[-1, 1] (..., d) or (..., h, d) -> raw values; numpy or torch in, same type out."""
+        if self._per_step(y):
+            return self.unnormalize(y.reshape(*y.shape[:-2], self.dim)).reshape(y.shape)
         center, scale = self._affine(y)
         return y * scale + center
 
