@@ -10,17 +10,17 @@ from uwm_training.model import DDIMScheduler
 diffusers = pytest.importorskip("diffusers")
 
 
-def reference(num_train_steps: int = 100, num_inference_steps: int = 10):  # type: ignore[no-untyped-def]
+def reference(steps: int = 100, inference_steps: int = 10, prediction: str = "epsilon"):  # type: ignore[no-untyped-def]
     ref = diffusers.DDIMScheduler(
-        num_train_timesteps=num_train_steps,
+        num_train_timesteps=steps,
         beta_schedule="squaredcos_cap_v2",
         clip_sample=True,
         set_alpha_to_one=True,
         steps_offset=0,
-        prediction_type="epsilon",
+        prediction_type=prediction,
         timestep_spacing="leading",
     )
-    ref.set_timesteps(num_inference_steps)
+    ref.set_timesteps(inference_steps)
     return ref
 
 
@@ -30,9 +30,10 @@ def test_schedule_and_timesteps_match_diffusers() -> None:
     torch.testing.assert_close(ours.alphas_cumprod[:-1], ref.alphas_cumprod, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("prediction", ["epsilon", "sample"])
 @pytest.mark.parametrize("steps", [(100, 10), (100, 4), (1000, 50)])
-def test_ddim_steps_match_diffusers(steps: tuple[int, int]) -> None:
-    ours, ref = DDIMScheduler(*steps), reference(*steps)
+def test_ddim_steps_match_diffusers(steps: tuple[int, int], prediction: str) -> None:
+    ours, ref = DDIMScheduler(*steps, prediction), reference(*steps, prediction)
     g = torch.Generator().manual_seed(0)
     x_ours = x_ref = torch.randn(3, 16, 10, generator=g) * 1.5  # big enough that x0 clipping acts
     for t in ref.timesteps:

@@ -98,8 +98,13 @@ def test_random_shift_moves_each_view_as_a_whole() -> None:
     y = random_shift(x, 2)
     for b in range(3):
         for v in range(2):
-            shifts = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
-                      if torch.equal(y[b, v, ..., 2:6, 2:6], x[b, v, ..., 2 + dy:6 + dy, 2 + dx:6 + dx])]  # fmt: skip
+            inner, view = y[b, v, ..., 2:6, 2:6], x[b, v]
+            shifts = [
+                (dy, dx)
+                for dy in range(-2, 3)
+                for dx in range(-2, 3)
+                if torch.equal(inner, view[..., 2 + dy : 6 + dy, 2 + dx : 6 + dx])
+            ]
             assert shifts, "every frame of a view shifted by one common offset"
 
 

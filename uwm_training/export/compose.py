@@ -141,7 +141,7 @@ class _Builder:
             self.nodes.append(copy)
         return outputs
 
-    def ddim_step(self, sched: DDIMScheduler, t: int, x: str, eps: str, hint: str) -> str:
+    def ddim_step(self, sched: DDIMScheduler, t: int, x: str, out: str, hint: str) -> str:
         """x_t -> x_{t-Δ}: the arithmetic of ``DDIMScheduler.step`` with its fp32 constants."""
         table = sched.alphas_cumprod
         prev = max(t - sched.num_train_steps // sched.num_inference_steps, -1)
@@ -150,7 +150,14 @@ class _Builder:
             "noise_t": (1 - a_t).sqrt(), "signal_t": a_t.sqrt(), "signal_prev": a_prev.sqrt(),
             "noise_prev": (1 - a_prev).sqrt(), "lo": torch.tensor(-1.0), "hi": torch.tensor(1.0),
         }.items()}  # fmt: skip
-        x0 = self.op("Div", self.op("Sub", x, self.op("Mul", c["noise_t"], eps)), c["signal_t"])
+        if sched.prediction == "epsilon":
+            eps = out
+            x0 = self.op("Div", self.op("Sub", x, self.op("Mul", c["noise_t"], out)), c["signal_t"])
+        else:
+            x0 = out
+            eps = self.op(
+                "Div", self.op("Sub", x, self.op("Mul", c["signal_t"], out)), c["noise_t"]
+            )
         x0 = self.op("Clip", x0, c["lo"], c["hi"])
         return self.op("Add", self.op("Mul", c["signal_prev"], x0),
                        self.op("Mul", c["noise_prev"], eps))  # fmt: skip

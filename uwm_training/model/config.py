@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 OBS_ENCODERS = ("resnet18", "keypoints")
+PREDICTIONS = ("epsilon", "sample")
 
 
 class ConfigError(ValueError):
@@ -76,6 +77,8 @@ class UWMConfig:
         patch_size: spatial patch side on the latent image (temporal patch is 2 frames).
         future_obs: False turns UWM into the paper's Diffusion Policy baseline (no video tokens,
             no video timestep, no registers) so UWM vs DP is one flag.
+        prediction: what the denoiser outputs: "epsilon" (the noise: the paper's) or "sample"
+            (the clean actions/latents x_0 directly; DDIM turns either into the same update).
         num_train_steps: T, diffusion steps at training time.
         num_inference_steps: DDIM steps per sample (leading spacing).
         marginal_t: timestep the marginalised modality is held at (official code: 90; it was
@@ -106,6 +109,7 @@ class UWMConfig:
     timestep_embed_dim: int = 512
     patch_size: int = 2
     future_obs: bool = True
+    prediction: str = "epsilon"
     num_train_steps: int = 100
     num_inference_steps: int = 10
     marginal_t: int | None = None
@@ -138,6 +142,8 @@ class UWMConfig:
                 f"latent size {self.latent_size} (image_size {self.image_size} / downsample "
                 f"{self.autoencoder.downsample}) not divisible by patch_size {self.patch_size}"
             )
+        if self.prediction not in PREDICTIONS:
+            raise ConfigError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
         if self.num_train_steps % self.num_inference_steps:
             raise ConfigError("num_train_steps must be a multiple of num_inference_steps")
         if not 0 <= self.policy_fraction <= 1:

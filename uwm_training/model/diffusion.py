@@ -2,8 +2,9 @@
 
 Plain tensors (no Python control flow on values) so a whole denoising loop traces into one ONNX
 graph / engine. Matches ``diffusers.DDIMScheduler(beta_schedule="squaredcos_cap_v2",
-clip_sample=True, set_alpha_to_one=True, timestep_spacing="leading")`` with eta = 0 and epsilon
-prediction, step by step (see test_diffusion.py).
+clip_sample=True, set_alpha_to_one=True, timestep_spacing="leading")`` with eta = 0, step by
+step, for both ``prediction_type`` "epsilon" (the paper's) and "sample" (the network predicts
+the clean x_0 directly), see test_diffusion.py.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def squaredcos_cap_v2_betas(num_train_steps: int, max_beta: float = 0.999) -> Te
     return torch.tensor(betas, dtype=torch.float32)
 
 
+PREDICTIONS = ("epsilon", "sample")
+
+
 class DDIMScheduler:
     """Forward noising for training and the deterministic DDIM update for sampling.
 
@@ -35,9 +39,14 @@ class DDIMScheduler:
     and never lands in a checkpoint. The table follows the input's device.
     """
 
-    def __init__(self, num_train_steps: int = 100, num_inference_steps: int = 10):
+    def __init__(
+        self, num_train_steps: int = 100, num_inference_steps: int = 10, prediction: str = "epsilon"
+    ):
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         self.num_train_steps = num_train_steps
         self.num_inference_steps = num_inference_steps
+        self.prediction = prediction
         # float32 cumprod, as diffusers does, so both agree to the last bit.
         alphas_cumprod = torch.cumprod(1 - squaredcos_cap_v2_betas(num_train_steps), dim=0)
         # Index -1 holds alpha_prod of the step "before t=0": 1.0 (set_alpha_to_one).
@@ -59,10 +68,18 @@ class DDIMScheduler:
         a = self._alpha(t, x0.ndim)
         return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
-    def step(self, eps: Tensor, t: int | Tensor, x: Tensor) -> Tensor:
-        """One DDIM update x_t -> x_{t-Δ} (eta = 0), predicted x_0 clipped to [-1, 1]."""
+    def target(self, x0: Tensor, noise: Tensor) -> Tensor:
+        """What the network learns to output for x_t made from ``x0`` and ``noise``."""
+        return noise if self.prediction == "epsilon" else x0
+
+    def step(self, out: Tensor, t: int | Tensor, x: Tensor) -> Tensor:
+        """One DDIM update x_t -> x_{t-Δ} (eta = 0) from the network output ``out`` (ε or x_0),
+        predicted x_0 clipped to [-1, 1]."""
         t = torch.as_tensor(t, device=x.device).reshape(-1)
         prev = t - self.num_train_steps // self.num_inference_steps
         a_t, a_prev = self._alpha(t, x.ndim), self._alpha(prev.clamp(min=-1), x.ndim)
-        x0 = ((x - (1 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-1, 1)
-        return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+        if self.prediction == "epsilon":
+            eps, x0 = out, (x - (1 - a_t).sqrt() * out) / a_t.sqrt()
+        else:
+            eps, x0 = (x - a_t.sqrt() * out) / (1 - a_t).sqrt(), out
+        return a_prev.sqrt() * x0.clamp(-1, 1) + (1 - a_prev).sqrt() * eps

@@ -60,7 +60,8 @@ class UnifiedWorldModel(nn.Module):
         if self.autoencoder is not None:
             self.autoencoder.requires_grad_(False)  # frozen: trained at stage 0 or pretrained
         self.denoiser = UWMDenoiser(cfg)
-        self.scheduler = DDIMScheduler(cfg.num_train_steps, cfg.num_inference_steps)
+        self.scheduler = DDIMScheduler(cfg.num_train_steps, cfg.num_inference_steps,
+                                       cfg.prediction)  # fmt: skip
 
     @property
     def dtype(self) -> torch.dtype:
@@ -113,7 +114,7 @@ class UnifiedWorldModel(nn.Module):
             _bcast(has_action, 3), sched.add_noise(actions, noise_a, t_a), noise_a
         )
 
-        future = t_o = noise_o = None
+        future = t_o = noise_o = latents = None
         if cfg.future_obs:
             latents = batch.get("future_latents")
             if latents is None:
@@ -129,7 +130,8 @@ class UnifiedWorldModel(nn.Module):
                 future = torch.where(_bcast(policy, future.ndim), noise_o, future)
 
         eps_a, eps_o = self.denoiser(obs, noisy_a, t_a, future, t_o)
-        per_sample = F.mse_loss(eps_a, noise_a, reduction="none").mean(dim=(1, 2))  # (B,)
+        target_a = sched.target(actions, noise_a)
+        per_sample = F.mse_loss(eps_a, target_a, reduction="none").mean(dim=(1, 2))  # (B,)
         if cfg.mask_action_free_loss:
             weight = has_action.float()
             action_loss = (per_sample * weight).sum() / weight.sum().clamp(min=1)
@@ -137,8 +139,8 @@ class UnifiedWorldModel(nn.Module):
             action_loss = per_sample.mean()
         loss = action_loss
         info = {"action_loss": action_loss.item()}
-        if eps_o is not None and noise_o is not None:
-            video_loss = F.mse_loss(eps_o, noise_o)
+        if eps_o is not None and noise_o is not None and latents is not None:
+            video_loss = F.mse_loss(eps_o, sched.target(latents, noise_o))
             loss = loss + video_loss
             info["video_loss"] = video_loss.item()
         info["loss"] = loss.item()
