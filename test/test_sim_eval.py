@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import randomize, tiny_config
 
 from uwm_ros.engines.base import Observation
 from uwm_ros.sim.evaluate import (
@@ -20,7 +25,9 @@ from uwm_ros.sim.evaluate import (
 from uwm_ros.sim.expert import expert
 from uwm_ros.sim.node import CAMERA
 from uwm_ros.sim.render import COLORS
-from uwm_ros.sim.world import TABLE, World
+from uwm_ros.sim.world import JOINT_NAMES, LOWER, TABLE, UPPER, World
+from uwm_training.export.exporter import export_bundle
+from uwm_training.model import PolicySpec, UnifiedWorldModel, save_model
 
 SEEDS = seeds_from(EVAL_SEED, 20)
 
@@ -73,3 +80,28 @@ def test_wilson_interval_matches_the_closed_form() -> None:
     assert abs(low - 0.3664) < 1e-3 and abs(high - 0.6336) < 1e-3  # the textbook 0.5, n = 50
     assert wilson_interval(0, 50) == (0.0, pytest.approx(0.0713, abs=1e-3))  # 3.6 / (n + 3.8)
     assert wilson_interval(50, 50) == (pytest.approx(0.9287, abs=1e-3), pytest.approx(1.0))
+
+
+def test_eval_cli_in_process_and_through_the_node_over_dds(tmp_path: Path) -> None:
+    """A random-weight bundle for the sim's camera and joints: ``uwm eval --dds`` runs the same
+    seeds in process and through the real node over loopback DDS, and both fail alike."""
+    model = randomize(UnifiedWorldModel(tiny_config(cameras=(CAMERA,), action_dim=3,
+                                                    proprio_dim=3)).eval())  # fmt: skip
+    spec = PolicySpec(10.0, JOINT_NAMES, JOINT_NAMES, {
+        "actions": {"min": list(LOWER), "max": list(UPPER)},
+        "proprio": {"min": list(LOWER), "max": list(UPPER)}})  # fmt: skip
+    save_model(model, tmp_path / "ckpt.safetensors", spec)  # type: ignore[arg-type]
+    export_bundle(tmp_path / "ckpt.safetensors", tmp_path / "bundle")
+    out = tmp_path / "eval.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "uwm_training.cli", "eval", str(tmp_path / "bundle"), "--dds",
+         "--episodes", "2", "--seed", str(EVAL_SEED), "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    success = json.loads(out.read_text())["success"]
+    assert set(success) == {"policy", "policy_dds", "expert", "random"}
+    assert success["policy_dds"]["episodes"] == success["policy"]["episodes"] == 2
+    assert success["expert"]["rate"] == 1.0
+    in_process, dds = success["policy"], success["policy_dds"]
+    assert dds["low"] <= in_process["rate"] <= dds["high"]  # they agree within the interval

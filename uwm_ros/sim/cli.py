@@ -164,8 +164,8 @@ def register_eval(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=EVAL_SEED, help="episode i uses seed + i")
     p.add_argument("--mode", choices=("policy", "joint"), default="policy",
                    help="sampler whose actions are executed")  # fmt: skip
-    p.add_argument("--execute-steps", type=int, default=8, help="actions run per chunk")
-    p.add_argument("--seam", choices=("blend", "switch"), default="blend")
+    p.add_argument("--execute-steps", type=int, default=4, help="actions run per chunk")
+    p.add_argument("--seam", choices=("blend", "switch"), default="switch")
     p.add_argument("--blend-steps", type=int, default=4)
     p.add_argument("--backend", default="torch",
                    help="engine for a bundle (torch batches episodes; default torch)")  # fmt: skip

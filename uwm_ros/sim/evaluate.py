@@ -34,10 +34,13 @@ BatchPolicy = Callable[[Sequence[Observation]], list[np.ndarray]]
 
 @dataclass(frozen=True)
 class Execution:
-    """How chunks are executed: the node's parameters of the same names."""
+    """How chunks are executed: the node's parameters of the same names. The defaults are the
+    best measured for the push task's policies: 4 of 16 actions per chunk, and a clean switch
+    at the seam (blending cross-fades chunks that may have chosen different ways around the
+    block, an average of two plans that is neither: 44 % vs 67 % in the study)."""
 
-    execute_steps: int = 8
-    seam: str = "blend"
+    execute_steps: int = 4
+    seam: str = "switch"
     blend_steps: int = 4
 
 

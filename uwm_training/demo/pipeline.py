@@ -47,13 +47,13 @@ FULL = Budget(expert_episodes=200, video_episodes=60, minutes=15.0, eval_episode
               dds_episodes=5, curve_every=3.0)  # fmt: skip
 QUICK = Budget(expert_episodes=6, video_episodes=3, minutes=0.6, eval_episodes=4,
                dds_episodes=1, curve_every=0.2, batch_size=4)  # fmt: skip
-# The recipe of the learning study (README): what the small preset and this demo train.
+# The recipe of the learning study (README, bench/learning.py) on top of the small preset.
 RECIPE: dict[str, Any] = {
-    "model": {"autoencoder": {"base_channels": 16}},
     "data": {"relative_to": "joint_pos", "pad_end": None},
     "shift_augment": 4,
     "optim": {"lr": 3e-4, "warmup_steps": 100, "min_lr_ratio": 1.0},
 }
+AUTOENCODER_LR = 1e-3  # the autoencoder stage: sharp blocks within its few minutes
 
 
 class DemoError(RuntimeError):
@@ -134,6 +134,7 @@ class Demo:
             "log_every": 10,
         }
         ae = train(from_dict({**common, "stage": "autoencoder", "out_dir": str(runs / "ae"),
+                              "optim": {**RECIPE["optim"], "lr": AUTOENCODER_LR},
                               "max_minutes": b.autoencoder_minutes}))  # fmt: skip
         curve = SimSuccess(b.curve_every, episodes=b.eval_episodes)
         uwm = train(from_dict({**common, "stage": "cotrain", "out_dir": str(runs / "uwm"),

@@ -165,7 +165,7 @@ class ObservationEncoder(nn.Module):
         else:
             if imagenet_weights is not None:
                 raise ValueError("imagenet_weights initialise a resnet18 obs_encoder only")
-            self.backbone = KeypointNet(cfg.embed_dim, cfg.keypoints)
+            self.backbone = KeypointNet(cfg.embed_dim, cfg.keypoints, cfg.encoder_width)
         self.proprio = nn.Linear(cfg.proprio_dim, cfg.embed_dim) if cfg.proprio_dim else None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(3, 1, 1), persistent=False)
