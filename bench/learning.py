@@ -28,22 +28,29 @@ import time
 from pathlib import Path
 from typing import Any
 
-RECIPE: dict[str, Any] = {  # the winner: what the small preset and the demo train
+RECIPE: dict[str, Any] = {  # the winner: the small preset + what the demo trains with
     "preset": "small",
     "stage": "pretrain",
     "data": {"relative_to": "joint_pos", "pad_end": None},
     "shift_augment": 4,
 }
-TODAY: dict[str, Any] = {  # the recipe before the study (the small preset as it was)
+TODAY: dict[str, Any] = {  # the small preset and training before the study
     "preset": "small",
     "stage": "pretrain",
-    "model": {"obs_encoder": "resnet18", "embed_dim": 256, "depth": 6, "num_heads": 4},
+    "model": {
+        "obs_encoder": "resnet18",
+        "embed_dim": 256,
+        "depth": 6,
+        "prediction": "epsilon",
+        "timestep_embed_dim": 512,
+    },  # fmt: skip
     "data": {"relative_to": None, "pad_end": 0},
     "shift_augment": 0,
 }
 ROWS: dict[str, dict[str, Any]] = {
     "today": TODAY,
     "recipe": RECIPE,
+    "epsilon": {**RECIPE, "model": {"prediction": "epsilon"}},
     "resnet18": {**RECIPE, "model": {"obs_encoder": "resnet18"}},
     "absolute actions": {**RECIPE, "data": {"relative_to": None, "pad_end": None}},
     "no shift aug": {**RECIPE, "shift_augment": 0},
@@ -80,8 +87,8 @@ def prepare(work: Path, episodes: int, ae_minutes: float) -> Path:
             build_dataset(jobs, work / "data" / name, progress=False)
     ae = work / "ae"
     if not (ae / "last").exists():
-        train(from_dict(_config(work, {"preset": "small", "stage": "autoencoder"}, ae,
-                                ae_minutes, "wall")))  # fmt: skip
+        row = {"preset": "small", "stage": "autoencoder", "optim": {"lr": 1e-3}}
+        train(from_dict(_config(work, row, ae, ae_minutes, "cpu")))
     return find_checkpoint(ae)
 
 
@@ -126,7 +133,7 @@ def run_row(name: str, work: Path, minutes: float, episodes: int) -> dict[str, A
     seeds = seeds_from(EVAL_SEED, episodes)
     cfgm = engine.cfg
     summary = Summary.of(run_policy(engine_policy(engine), seeds, cfgm.n_obs_steps,
-                                    Execution(4), cfgm.image_size))  # fmt: skip
+                                    Execution(), cfgm.image_size))  # fmt: skip
     per_s = sorted(r["samples_per_s"] for r in steps)[len(steps) // 2]
     return {"success": vars(summary), "steps": result.step, "samples_per_cpu_s": per_s,
             **{k: held.get(k) for k in ("policy_mse", "hold_mse", "linear_mse")}}  # fmt: skip
@@ -140,6 +147,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=12.0, help="CPU minutes per row")
     parser.add_argument("--episodes", type=int, default=50, help="unseen layouts per row")
     parser.add_argument("--demos", type=int, default=200, help="expert episodes recorded")
+    parser.add_argument("--ae-minutes", type=float, default=6.0, help="autoencoder CPU minutes")
     parser.add_argument("--jobs", type=int, default=1, help="rows at a time (one core each)")
     parser.add_argument("--work", type=Path, default=Path("bench/results/learning"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/learning.json"))
@@ -153,7 +161,7 @@ def main() -> None:
     unknown = [n for n in names if n not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
-    prepare(args.work, args.demos, ae_minutes=4.0)
+    prepare(args.work, args.demos, args.ae_minutes)
     (args.work / "rows").mkdir(parents=True, exist_ok=True)
     pending, running = list(names), {}
     while pending or running:

@@ -22,13 +22,18 @@ def test_quick_demo_runs_every_stage(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["stages_s"]) == {
         "record demonstrations", "convert to a dataset", "train",
-        "export and check the bundle", "closed loop over DDS",
+        "export and check the bundle", "closed-loop success", "policy node over DDS",
     }  # fmt: skip
-    rates = summary["success"]
+    rates = {name: row["rate"] for name, row in summary["success"].items()}
     assert set(rates) == {"policy", "expert", "random"}
     assert all(0.0 <= r <= 1.0 for r in rates.values()) and rates["expert"] >= 0.5
+    assert summary["success"]["policy"]["episodes"] == 4
+    assert summary["success_dds"]["episodes"] == 1
     assert min(summary["train_steps"].values()) >= 1
-    assert "success over 2 unseen episodes: policy" in done.stdout
+    assert {"policy_mse", "hold_mse", "linear_mse"} <= set(summary["held_out_mse"])
+    assert summary["learning_curve"] and "success" in summary["learning_curve"][-1]
+    assert "success over 4 unseen episodes (95 % CI):" in done.stdout
+    assert cv2.imread(str(out / "learning_curve.png")) is not None
     assert (out / "bundle" / "bundle.yaml").exists() and list(
         (out / "runs" / "uwm" / "tb").iterdir()
     )

@@ -113,6 +113,7 @@ class Demo:
         from ..train.checkpoint import find_checkpoint
         from ..train.config import from_dict
         from ..train.loop import train
+        from .reconstruction import object_errors
 
         b, runs = self.budget, self.out / "runs"
         common: dict[str, Any] = {
@@ -136,6 +137,12 @@ class Demo:
         ae = train(from_dict({**common, "stage": "autoencoder", "out_dir": str(runs / "ae"),
                               "optim": {**RECIPE["optim"], "lr": AUTOENCODER_LR},
                               "max_minutes": b.autoencoder_minutes}))  # fmt: skip
+        assert ae.ema is not None
+        drawn = object_errors(ae.ema, self.out / "data" / "expert")
+        self.summary["autoencoder_objects"] = drawn
+        print(f"autoencoder: block pixels kept in colour {drawn['block_kept']:.0%} (RMS "
+              f"{drawn['block_rms']:.0f}/255), goal {drawn['goal_kept']:.0%} (RMS "
+              f"{drawn['goal_rms']:.0f}/255)")  # fmt: skip
         curve = SimSuccess(b.curve_every, episodes=b.eval_episodes)
         uwm = train(from_dict({**common, "stage": "cotrain", "out_dir": str(runs / "uwm"),
                                "autoencoder_from": str(ae.checkpoint),

@@ -304,15 +304,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         proprio_dim=0,
     ),
     # Trains to a working policy on 2 CPU cores (the learning study in the README): one 64^2
-    # camera through a keypoint encoder (spatial softmax); 16x16x4 latents (autoencoder
-    # downsample 4: it draws the 7-pixel block), patch 4 -> 16 video tokens + 16 action + 4
-    # registers = 36 tokens at D=128, 4 layers; the denoiser predicts x_0 ("sample"), which
-    # learnt twice as fast as epsilon at this budget; proprio on.
+    # camera through a keypoint encoder (spatial softmax, 16 channels); 16x16x4 latents
+    # (autoencoder downsample 4: it draws the 7-pixel block), patch 4 -> 16 video tokens + 16
+    # action + 4 registers = 36 tokens at D=128, 4 layers, a 128-wide timestep embedding; the
+    # denoiser predicts x_0 ("sample"), which learnt twice as fast as epsilon here; proprio on.
     "small": dict(
         cameras=("front",),
         image_size=64,
         obs_encoder="keypoints",
         keypoints=32,
+        encoder_width=16,
+        timestep_embed_dim=128,
         embed_dim=128,
         depth=4,
         num_heads=4,
