@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from uwm_ros.bundle.config import AutoencoderConfig
 from uwm_training.model.autoencoder import (
     AutoencoderError,
     DiffusersAutoencoder,
     KLAutoencoder,
     build_autoencoder,
 )
-from uwm_training.model.config import AutoencoderConfig
 
 
 def smooth_images(n: int, side: int, seed: int = 0) -> torch.Tensor:

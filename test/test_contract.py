@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from uwm_training.model.contract import (
+from uwm_ros.bundle.contract import (
     ContractError,
     Normalizer,
     fit_image,

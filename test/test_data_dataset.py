@@ -11,11 +11,11 @@ import torch
 from data_helpers import convert, convert_config, robot_messages, write_bag
 from helpers import tiny_config
 
+from uwm_ros.bundle.contract import Normalizer, image_tensor
 from uwm_training.data.dataset import UWMDataset
 from uwm_training.data.errors import DatasetError
 from uwm_training.data.store import Frames, Store
 from uwm_training.model import UnifiedWorldModel
-from uwm_training.model.contract import Normalizer, image_tensor
 
 H_O, H_A, H_F = 2, 4, 2
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from uwm_ros.bundle.contract import ContractError, Normalizer, fit_image, image_tensor
 from uwm_ros.engines import EngineError, Observation, load_engine
 from uwm_ros.engines.onnx_engine import OnnxRuntimeEngine
 from uwm_ros.engines.torch_engine import TorchEngine
-from uwm_training.model.contract import ContractError, Normalizer, fit_image, image_tensor
 
 
 def observation(cfg, seed: int = 0, size: tuple[int, int] = (48, 80)) -> Observation:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ import torch
 import yaml
 from helpers import randomize, tiny_config, tiny_spec
 
-from uwm_training.export.bundle import BundleError, read_manifest, sha256
+from uwm_ros.bundle.manifest import BundleError, read_manifest, sha256
 from uwm_training.export.check import check_bundle
 from uwm_training.export.exporter import export_bundle
 from uwm_training.model import UnifiedWorldModel, WeightsError, load_model, save_model

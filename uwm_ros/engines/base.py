@@ -16,8 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from uwm_training.export.bundle import Manifest, read_manifest
-from uwm_training.model.contract import ContractError, fit_image, image_tensor, normalizers
+from uwm_ros.bundle.contract import ContractError, fit_image, image_tensor, normalizers
+from uwm_ros.bundle.manifest import Manifest, read_manifest
 
 LOOP_OUTPUTS = {
     "policy": ("actions",),

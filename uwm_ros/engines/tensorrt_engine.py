@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from uwm_training.export.bundle import sha256
+from uwm_ros.bundle.manifest import sha256
 
 from .base import Engine, EngineError
 

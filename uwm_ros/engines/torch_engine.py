@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from uwm_training.export.bundle import WEIGHTS
+from uwm_ros.bundle.manifest import WEIGHTS
 from uwm_training.model import load_model
 
 from .base import Engine, EngineError

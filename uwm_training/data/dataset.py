@@ -30,7 +30,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..model.contract import image_tensor, normalizers
+from uwm_ros.bundle.contract import image_tensor, normalizers
+
 from .errors import DatasetError
 from .store import Store
 

@@ -154,11 +154,11 @@ class Demo:
         return bundle, {"backend": backend, "precision": precision}
 
     def closed_loop(self, bundle: Path, engine: dict[str, str]) -> None:
+        from uwm_ros.bundle.manifest import read_manifest
         from uwm_ros.sim.expert import RandomController, expert
         from uwm_ros.sim.node import run_episodes
         from uwm_ros.sim.world import JOINT_NAMES
 
-        from ..export.bundle import read_manifest
         from .closed_loop import run_closed_loop
         from .media import write_action_plot, write_futures_video
 

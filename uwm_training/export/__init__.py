@@ -1,6 +1,13 @@
 """Policy bundle export: checkpoint -> weights + ONNX graphs + bundle.yaml (DESIGN §8)."""
 
-from .bundle import BundleError, GraphEntry, Manifest, graph_signature, read_manifest
+from uwm_ros.bundle.manifest import (
+    BundleError,
+    GraphEntry,
+    Manifest,
+    graph_signature,
+    read_manifest,
+)
+
 from .check import check_bundle
 from .exporter import export_bundle
 

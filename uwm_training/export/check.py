@@ -8,9 +8,7 @@ import onnx
 import torch
 from safetensors import SafetensorError, safe_open
 
-from uwm_training.model import UnifiedWorldModel
-
-from .bundle import (
+from uwm_ros.bundle.manifest import (
     MIN_OPSET,
     WEIGHTS,
     BundleError,
@@ -19,6 +17,7 @@ from .bundle import (
     read_manifest,
     sha256,
 )
+from uwm_training.model import UnifiedWorldModel
 
 
 def check_bundle(bundle: str | Path) -> Manifest:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from uwm_ros.bundle.manifest import LOOP_MODES, MIN_OPSET, BundleError
 from uwm_training.model import WeightsError
-
-from .bundle import LOOP_MODES, MIN_OPSET, BundleError
 
 
 def _csv(text: str) -> list[str]:

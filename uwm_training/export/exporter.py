@@ -13,11 +13,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from uwm_training.atomic import replace_dir
-from uwm_training.model import UnifiedWorldModel, load_model, read_spec, save_model
-from uwm_training.model.weights import weights_path
-
-from .bundle import (
+from uwm_ros.bundle.manifest import (
     LOOP_MODES,
     MIN_OPSET,
     PRECISIONS,
@@ -28,6 +24,10 @@ from .bundle import (
     graph_signature,
     sha256,
 )
+from uwm_training.atomic import replace_dir
+from uwm_training.model import UnifiedWorldModel, load_model, read_spec, save_model
+from uwm_training.model.weights import weights_path
+
 from .graphs import DecoderGraph, DenoiserStepGraph, LoopGraph, ObsEncoderGraph, export_onnx
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

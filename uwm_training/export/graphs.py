@@ -20,9 +20,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from uwm_ros.bundle.manifest import graph_signature
 from uwm_training.model import UnifiedWorldModel
-
-from .bundle import graph_signature
 
 
 class ObsEncoderGraph(nn.Module):

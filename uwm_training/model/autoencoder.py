@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import AutoencoderConfig
+from uwm_ros.bundle.config import AutoencoderConfig
 
 
 class AutoencoderError(ValueError):

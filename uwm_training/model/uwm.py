@@ -24,8 +24,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from uwm_ros.bundle.config import UWMConfig
+
 from .autoencoder import build_autoencoder
-from .config import UWMConfig
 from .diffusion import DDIMScheduler
 from .dit import UWMDenoiser
 from .vision import ObservationEncoder

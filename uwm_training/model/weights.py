@@ -15,7 +15,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .config import ConfigError, PolicySpec, UWMConfig
+from uwm_ros.bundle.config import ConfigError, PolicySpec, UWMConfig
+
 from .uwm import UnifiedWorldModel
 
 FORMAT = "uwm-model/1"

@@ -20,11 +20,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset
 
+from uwm_ros.bundle.contract import Normalizer
+
 from ..data.dataset import UWMDataset
 from ..data.stats import merge_stats
 from ..data.store import Store
 from ..model import PolicySpec, UWMConfig
-from ..model.contract import Normalizer
 from .config import TrainConfig, TrainError
 
 ROBOT_STAGES = ("pretrain", "finetune")  # stages that train on action-labelled episodes only

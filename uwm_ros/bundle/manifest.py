@@ -14,8 +14,7 @@ from typing import Any
 
 import yaml
 
-from uwm_training.model import PolicySpec, UWMConfig
-from uwm_training.model.config import ConfigError
+from .config import ConfigError, PolicySpec, UWMConfig
 
 FORMAT = "uwm-bundle/1"
 EXPORTER_VERSION = "0.1.0"
