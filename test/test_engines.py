@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from uwm_ros.bundle.contract import ContractError, Normalizer, fit_image, image_tensor
+from uwm_ros.bundle.contract import ContractError, Normalizer, fit_image, image_array
 from uwm_ros.engines import EngineError, Observation, load_engine
 from uwm_ros.engines.onnx_engine import OnnxRuntimeEngine
 from uwm_ros.engines.torch_engine import TorchEngine
@@ -69,8 +69,8 @@ def test_engine_output_is_the_unnormalised_model_output(tiny_bundle) -> None:  #
     np.testing.assert_allclose(engine.policy(obs, z), expected, rtol=1e-5, atol=1e-5)
     # The same observation through the shared contract functions, by hand.
     cam = model.cfg.cameras[0]
-    by_hand = image_tensor(np.stack([fit_image(f, model.cfg.image_size) for f in obs.images[cam]]))
-    np.testing.assert_array_equal(inputs["images"][0, 0], by_hand.numpy())
+    by_hand = image_array(np.stack([fit_image(f, model.cfg.image_size) for f in obs.images[cam]]))
+    np.testing.assert_array_equal(inputs["images"][0, 0], by_hand)
     joints = Normalizer.from_stats(spec.normalization["proprio"]).normalize(obs.joint_positions)
     np.testing.assert_allclose(inputs["proprio"][0], joints, rtol=1e-6)
 
@@ -151,8 +151,23 @@ def test_engine_preprocessing_is_the_dataset_pipeline(tiny_bundle) -> None:  # t
         typestore(), IMAGE, height=48, width=80, encoding="bgr8", step=240, data=bgr.reshape(-1)
     )
     stored, _ = camera_frame(msg, IMAGE, S, None)  # what `uwm convert` writes to the store
-    reader_side = image_tensor(stored).numpy()  # what UWMDataset feeds the model
+    reader_side = image_array(stored)  # what UWMDataset feeds the model
     frames = np.stack([image_rgb(msg)] * model.cfg.n_obs_steps)
     obs = Observation({c: frames for c in model.cfg.cameras}, np.zeros((2, 2)))
     engine_side = TorchEngine(bundle).prepare(obs)["images"][0, 0, -1]
     np.testing.assert_array_equal(engine_side, reader_side)
+
+
+def test_compile_loop_freezes_weights_without_touching_global_config() -> None:
+    """Weight freezing is an option of one compilation, not a process-wide side effect."""
+    import torch._inductor.config as inductor
+
+    from uwm_ros.engines.torch_engine import compile_loop
+
+    before = inductor.freezing
+    linear = torch.nn.Linear(4, 3).eval()
+    compiled = compile_loop(linear, "cpu")
+    x = torch.randn(2, 4)
+    with torch.inference_mode():
+        torch.testing.assert_close(compiled(x), linear(x))
+    assert inductor.freezing == before

@@ -2,7 +2,7 @@
 
 An engine takes raw observations (uint8 camera frames of any size, joint positions in robot
 units) and returns unnormalised actions and uint8 predicted frames. Everything between — the
-model's input contract (``uwm_training.model.contract``) and the start noise — lives here, so
+model's input contract (``uwm_ros.bundle.contract``) and the start noise — lives here, so
 backends differ only in how they run a sampling loop and the latent decoder.
 """
 
@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from uwm_ros.bundle.contract import ContractError, fit_image, image_tensor, normalizers
+from uwm_ros.bundle.contract import ContractError, fit_image, image_array, normalizers
 from uwm_ros.bundle.manifest import Manifest, read_manifest
 
 LOOP_OUTPUTS = {
@@ -139,7 +139,7 @@ class Engine(ABC):
                 want = f"({cfg.n_obs_steps}, H, W, 3)"
                 raise ContractError(f"camera {cam!r}: expected {want} frames, got {frames.shape}")
             views.append(np.stack([fit_image(f, cfg.image_size) for f in frames]))
-        images = image_tensor(np.stack(views)[None]).numpy()  # (1, V, h_o, 3, S, S)
+        images = image_array(np.stack(views)[None])  # (1, V, h_o, 3, S, S)
         inputs = {"images": images}
         if cfg.proprio_dim:
             if obs.joint_positions is None:

@@ -1,4 +1,8 @@
-"""PyTorch backend: eager fp32 reference, bf16/fp16, torch.compile, CUDA graphs on CUDA."""
+"""PyTorch backend: eager fp32 reference, bf16/fp16, torch.compile, CUDA graphs on CUDA.
+
+The one runtime module that uses the training stack: it rebuilds the network from the bundle's
+weights, so it needs ``uwm_training.model`` (imported when an engine is built) and torch.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ import numpy as np
 import torch
 
 from uwm_ros.bundle.manifest import WEIGHTS
-from uwm_training.model import load_model
 
 from .base import Engine, EngineError
 
@@ -19,11 +22,13 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 def compile_loop(fn: Any, device: str, fullgraph: bool = False) -> Any:
     """torch.compile a sampling loop: weights frozen as constants on CPU (their bf16 casts fold
-    away), the whole loop captured in a CUDA graph (``reduce-overhead``) on CUDA."""
+    away), the whole loop captured in a CUDA graph (``reduce-overhead``) on CUDA.
+
+    Freezing is an option of this one compilation, never the process-wide inductor setting:
+    frozen weights would silently ignore later updates in every other compiled module."""
     if device.startswith("cuda"):
         return torch.compile(fn, mode="reduce-overhead", fullgraph=fullgraph)
-    torch._inductor.config.freezing = True
-    return torch.compile(fn, fullgraph=fullgraph)
+    return torch.compile(fn, fullgraph=fullgraph, options={"freezing": True})
 
 
 class TorchEngine(Engine):
@@ -43,6 +48,8 @@ class TorchEngine(Engine):
         compile: bool = False,
     ):
         super().__init__(bundle, device, precision)
+        from uwm_training.model import load_model
+
         if precision not in DTYPES:
             raise EngineError(f"torch precision must be one of {list(DTYPES)}, got {precision!r}")
         self.model = load_model(self.root / WEIGHTS, device).to(DTYPES[precision]).eval()

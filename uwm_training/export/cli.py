@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from uwm_ros.bundle.manifest import LOOP_MODES, MIN_OPSET, BundleError
-from uwm_training.model import WeightsError
 
 
 def _csv(text: str) -> list[str]:
@@ -41,6 +40,8 @@ def _guarded(fn):  # type: ignore[no-untyped-def]
     """Expected errors print one line and exit 2, no traceback."""
 
     def run(args: argparse.Namespace) -> int:
+        from uwm_training.model import WeightsError  # torch, once an export command runs
+
         try:
             return int(fn(args))
         except (BundleError, WeightsError) as e:
