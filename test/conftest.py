@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 import torch
 from helpers import randomize, tiny_config
 
 from uwm_training.model import UnifiedWorldModel
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Verified-hash records and TensorRT plans go to a per-session directory, never to the
+    home directory of whoever runs the tests (child processes inherit it)."""
+    path = tmp_path_factory.mktemp("uwm_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UWM_CACHE_DIR", str(path))
+        yield path
 
 
 @pytest.fixture

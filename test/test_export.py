@@ -118,7 +118,8 @@ def test_every_broken_bundle_is_named(tiny_bundle, tmp_path: Path) -> None:  # t
     b = broken_copy(bundle, tmp_path / "truncated")
     data = (b / loop).read_bytes()
     (b / loop).write_bytes(data[: len(data) // 3])
-    edit_manifest(b, lambda d: d["files"].__setitem__(loop, sha256(b / loop)))
+    record = {"sha256": sha256(b / loop), "size": (b / loop).stat().st_size}
+    edit_manifest(b, lambda d: d["files"].__setitem__(loop, record))
     with pytest.raises(BundleError, match=f"{loop}: not a valid ONNX model"):
         check_bundle(b)
 

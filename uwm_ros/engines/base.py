@@ -18,6 +18,7 @@ import numpy as np
 
 from uwm_ros.bundle.contract import ContractError, fit_image, image_array, normalizers
 from uwm_ros.bundle.manifest import Manifest, read_manifest
+from uwm_ros.bundle.verify import verify_bundle
 
 LOOP_OUTPUTS = {
     "policy": ("actions",),
@@ -56,6 +57,7 @@ class Engine(ABC):
     def __init__(self, bundle: str | Path, device: str = "cpu", precision: str = "fp32"):
         self.root = Path(bundle)
         self.manifest: Manifest = read_manifest(self.root)
+        verify_bundle(self.root, self.manifest)  # nothing unverified is ever loaded
         self.cfg = self.manifest.model
         self.device, self.precision = device, precision
         keys = ["actions"] + (["proprio"] if self.cfg.proprio_dim else [])

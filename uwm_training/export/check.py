@@ -15,8 +15,8 @@ from uwm_ros.bundle.manifest import (
     Manifest,
     graph_signature,
     read_manifest,
-    sha256,
 )
+from uwm_ros.bundle.verify import bundle_problems
 from uwm_training.model import UnifiedWorldModel
 
 
@@ -24,7 +24,7 @@ def check_bundle(bundle: str | Path) -> Manifest:
     """Validate a bundle; raise BundleError listing every problem found, else return it."""
     root = Path(bundle)
     manifest = read_manifest(root)
-    problems = _check_files(root, manifest)
+    problems = bundle_problems(root, manifest, use_cache=False)
     if not problems:  # only inspect contents once every file is present and intact
         problems += _check_weights(root / WEIGHTS, manifest)
         for g in manifest.graphs:
@@ -32,21 +32,6 @@ def check_bundle(bundle: str | Path) -> Manifest:
     if problems:
         raise BundleError(f"{root}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     return manifest
-
-
-def _check_files(root: Path, m: Manifest) -> list[str]:
-    problems = []
-    listed = set(m.files)
-    for name in [WEIGHTS, *(g.file for g in m.graphs)]:
-        if name not in listed:
-            problems.append(f"{name}: used by the manifest but has no hash in 'files'")
-    for name, digest in m.files.items():
-        path = root / name
-        if not path.is_file():
-            problems.append(f"{name}: missing")
-        elif sha256(path) != digest:
-            problems.append(f"{name}: sha256 does not match the manifest (modified or truncated)")
-    return problems
 
 
 def _check_weights(path: Path, m: Manifest) -> list[str]:

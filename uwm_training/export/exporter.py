@@ -21,6 +21,7 @@ from uwm_ros.bundle.manifest import (
     BundleError,
     GraphEntry,
     Manifest,
+    file_record,
     graph_signature,
     sha256,
 )
@@ -42,6 +43,11 @@ def _graphs(model: UnifiedWorldModel, modes: Sequence[str]) -> dict[str, torch.n
         graphs["decoder"] = DecoderGraph(model)
     graphs |= {f"{mode}_loop": LoopGraph(model, mode) for mode in modes}
     return graphs
+
+
+def _files(root: Path) -> list[Path]:
+    """Every file under ``root``, sorted (the VAE config lives in a subdirectory)."""
+    return sorted(p for p in root.rglob("*") if p.is_file())
 
 
 def _example(shapes: dict[str, list[int]], g: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -91,7 +97,7 @@ def export_bundle(
                     export_onnx(module, args, tmp / file, list(inputs), list(outputs), opset)
                     entries.append(GraphEntry(name, file, precision, batch, inputs, outputs))
                     bar.update()
-        files = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
+        files = {p.relative_to(tmp).as_posix(): file_record(p) for p in _files(tmp)}
         manifest = Manifest(
             model=model.cfg,
             spec=spec,
