@@ -119,23 +119,38 @@ def test_auto_backend_choice_is_logged(tiny_bundle, caplog: pytest.LogCaptureFix
 
 
 @pytest.mark.tensorrt
-def test_tensorrt_matches_torch_and_caches_its_plan(tmp_path: Path, tiny_bundle) -> None:  # type: ignore[no-untyped-def]
+def test_tensorrt_matches_torch_and_caches_its_plans(tmp_path: Path, tiny_bundle) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("tensorrt")
     if not torch.cuda.is_available():
         pytest.skip("TensorRT needs a CUDA GPU")
+    from uwm_ros.engines.plan_cache import PlanError
     from uwm_ros.engines.tensorrt_engine import TensorRTEngine
 
     bundle, model, _ = tiny_bundle
     obs, z = observation(model.cfg), noise(model.cfg)
-    engine = TensorRTEngine(bundle, precision="fp32")
+    device = f"cuda:{torch.cuda.device_count() - 1}"  # the last GPU: the index is honoured
+    engine = TensorRTEngine(bundle, device, precision="fp32", cache_dir=tmp_path)
+    engine.warmup(runs=1)  # builds every graph the bundle's modes use
+    assert set(engine._graphs) == {"policy_loop", "joint_loop", "decoder"}
+    assert len(list(tmp_path.glob("*.plan"))) == len(list(tmp_path.glob("*.json"))) == 3
+    assert not list(bundle.rglob("*.plan"))  # never inside the bundle
     ref = TorchEngine(bundle).policy(obs, z)
     got = engine.policy(obs, z)
     assert np.linalg.norm(got - ref) / np.linalg.norm(ref) <= 1e-3
-    plans = sorted((bundle / "trt_cache").glob("*.plan.json"))
-    assert plans
-    plans[0].write_text('{"tensorrt": "0", "gpu": "x", "onnx_sha256": "y"}')
-    with pytest.raises(EngineError, match="stale plan"):
-        TensorRTEngine(bundle, precision="fp32", rebuild=False).policy(obs, z)
+    again = TensorRTEngine(bundle, device, precision="fp32", cache_dir=tmp_path)
+    np.testing.assert_allclose(again.policy(obs, z), got, rtol=1e-5, atol=1e-6)  # from cache
+    plan, _ = again.cache.paths(again.plan_key("policy_loop"))
+    data = bytearray(plan.read_bytes())
+    data[-1] ^= 0xFF
+    plan.write_bytes(bytes(data))
+    with pytest.raises(PlanError, match="size or sha256 differs"):
+        TensorRTEngine(bundle, device, precision="fp32", cache_dir=tmp_path).policy(obs, z)
+
+
+def test_warmup_loads_every_graph_the_modes_use(tiny_bundle) -> None:  # type: ignore[no-untyped-def]
+    engine = OnnxRuntimeEngine(tiny_bundle[0])
+    engine.warmup(runs=1)
+    assert set(engine._sessions) == {"policy_loop", "joint_loop", "decoder"}
 
 
 def test_engine_preprocessing_is_the_dataset_pipeline(tiny_bundle) -> None:  # type: ignore[no-untyped-def]

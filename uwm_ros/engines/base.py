@@ -75,12 +75,21 @@ class Engine(ABC):
 
     # ----- shared API ------------------------------------------------------------------------
     def warmup(self, runs: int = 2) -> None:
-        """Run the policy on a synthetic observation so first-call costs are paid up front."""
-        S, h_o = self.cfg.image_size, self.cfg.n_obs_steps
-        frames = {c: np.zeros((h_o, S, S, 3), np.uint8) for c in self.cfg.cameras}
-        joints = np.zeros((h_o, self.cfg.proprio_dim), np.float32) if self.cfg.proprio_dim else None
-        for _ in range(runs):
-            self.policy(Observation(frames, joints))
+        """Load (or build: a TensorRT plan takes minutes) every graph the bundle's modes use —
+        each loop, and the decoder behind the frame-producing ones — and run each ``runs``
+        times, so no first-call cost lands on the control thread once the node is active."""
+        cfg = self.cfg
+        S, h_o = cfg.image_size, cfg.n_obs_steps
+        frames = {c: np.zeros((h_o, S, S, 3), np.uint8) for c in cfg.cameras}
+        joints = np.zeros((h_o, cfg.proprio_dim), np.float32) if cfg.proprio_dim else None
+        obs = Observation(frames, joints)
+        given: dict[str, dict[str, np.ndarray]] = {
+            "forward_dynamics": {"actions": np.zeros((cfg.horizon, cfg.action_dim), np.float32)},
+            "inverse_dynamics": {"future_latents": np.zeros((1, *cfg.latent_shape), np.float32)},
+        }
+        for mode in self.manifest.modes:
+            for _ in range(runs):
+                self.predict(obs, mode, **given.get(mode, {}))
 
     def policy(self, obs: Observation, noise: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """One action chunk (h_a, d_a) in robot units."""
