@@ -6,12 +6,19 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
+from helpers import randomize, tiny_config, tiny_spec
 
 from uwm_ros.bundle import verify
+from uwm_ros.bundle.config import AutoencoderConfig
 from uwm_ros.bundle.manifest import BundleError, read_manifest
-from uwm_ros.engines import load_engine
+from uwm_ros.engines import Observation, load_engine
+from uwm_training.export.check import check_bundle
+from uwm_training.export.exporter import export_bundle
+from uwm_training.model import UnifiedWorldModel, save_model
 
 LOOP = "policy_loop.fp32.b1.onnx"
 
@@ -116,3 +123,36 @@ def test_records_live_in_the_user_cache(bundle: Path, user_cache: Path) -> None:
     verify.verify_bundle(bundle, read_manifest(bundle))
     assert list((user_cache / "verified").glob("*.json"))
     assert not [p for p in bundle.rglob("*") if p.suffix == ".json"]  # the bundle is untouched
+
+
+def test_bundle_of_a_diffusers_vae_model_carries_its_decoder(
+    tiny_vae_dir: Path, tmp_path: Path
+) -> None:
+    """Exported with a local VAE, loaded after that directory is gone: nothing points back."""
+    vae_dir = Path(shutil.copytree(tiny_vae_dir, tmp_path / "training_machine" / "vae"))
+    ae = AutoencoderConfig(pretrained_path=str(vae_dir), downsample=2)
+    cfg = tiny_config(cameras=("left",), image_size=16, autoencoder=ae)
+    torch.manual_seed(0)
+    model = randomize(UnifiedWorldModel(cfg).eval())
+    save_model(model, tmp_path / "ckpt.safetensors", tiny_spec(cfg))  # type: ignore[arg-type]
+    export_bundle(tmp_path / "ckpt.safetensors", tmp_path / "bundle", modes=["joint"])
+    shutil.rmtree(tmp_path / "training_machine")
+
+    bundle = tmp_path / "bundle"
+    for path in bundle.rglob("*"):
+        if path.is_file():
+            assert str(tmp_path).encode() not in path.read_bytes(), path  # no machine path
+    assert read_manifest(bundle).model.autoencoder.pretrained_path == "vae"
+    check_bundle(bundle)
+    rng = np.random.default_rng(0)
+    images = {c: rng.integers(0, 256, (cfg.n_obs_steps, 24, 24, 3), np.uint8) for c in cfg.cameras}
+    obs = Observation(images, rng.uniform(-1, 0.5, (cfg.n_obs_steps, cfg.proprio_dim)))
+    noise = {
+        "noise_actions": rng.standard_normal((1, cfg.horizon, cfg.action_dim), dtype=np.float32),
+        "noise_future": rng.standard_normal((1, *cfg.latent_shape), dtype=np.float32),
+    }
+    by_torch = load_engine(bundle, "torch").predict(obs, "joint", noise=noise)
+    by_onnx = load_engine(bundle, "onnxruntime").predict(obs, "joint", noise=noise)
+    assert by_torch.frames is not None and by_onnx.frames is not None
+    diff = by_torch.frames["left"].astype(int) - by_onnx.frames["left"].astype(int)
+    assert np.abs(diff).max() <= 1  # the torch engine rebuilt the same decoder

@@ -21,6 +21,7 @@ FORMAT = "uwm-bundle/2"  # /2: files carry sizes; names are checked to stay insi
 EXPORTER_VERSION = "0.1.0"
 MIN_OPSET = 18  # torch.onnx dynamo export needs >= 18
 WEIGHTS = "weights.safetensors"
+VAE_DIR = "vae"  # a pretrained diffusers VAE's config.json (weights: in WEIGHTS)
 LOOP_MODES = ("policy", "video", "forward_dynamics", "inverse_dynamics", "joint")
 PRECISIONS = ("fp32", "bf16", "fp16")
 

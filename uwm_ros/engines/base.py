@@ -83,13 +83,11 @@ class Engine(ABC):
         frames = {c: np.zeros((h_o, S, S, 3), np.uint8) for c in cfg.cameras}
         joints = np.zeros((h_o, cfg.proprio_dim), np.float32) if cfg.proprio_dim else None
         obs = Observation(frames, joints)
-        given: dict[str, dict[str, np.ndarray]] = {
-            "forward_dynamics": {"actions": np.zeros((cfg.horizon, cfg.action_dim), np.float32)},
-            "inverse_dynamics": {"future_latents": np.zeros((1, *cfg.latent_shape), np.float32)},
-        }
         for mode in self.manifest.modes:
-            for _ in range(runs):
-                self.predict(obs, mode, **given.get(mode, {}))
+            actions = np.zeros((cfg.horizon, cfg.action_dim), np.float32)
+            latents = np.zeros((1, *cfg.latent_shape), np.float32)
+            for _ in range(runs):  # (each mode takes only the given inputs it needs)
+                self.predict(obs, mode, actions, latents)
 
     def policy(self, obs: Observation, noise: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """One action chunk (h_a, d_a) in robot units."""

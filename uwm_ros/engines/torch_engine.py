@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from uwm_ros.bundle.manifest import WEIGHTS
+from uwm_ros.bundle.verify import bundle_file
 
 from .base import Engine, EngineError
 
@@ -52,7 +53,10 @@ class TorchEngine(Engine):
 
         if precision not in DTYPES:
             raise EngineError(f"torch precision must be one of {list(DTYPES)}, got {precision!r}")
-        self.model = load_model(self.root / WEIGHTS, device).to(DTYPES[precision]).eval()
+        vae = self.cfg.autoencoder.pretrained_path  # bundle-relative (the exporter wrote it)
+        vae_dir = bundle_file(self.root, vae) if vae else None
+        model = load_model(self.root / WEIGHTS, device, autoencoder_dir=vae_dir)
+        self.model = model.to(DTYPES[precision]).eval()
         self.compile = compile
         self._loops: dict[str, Any] = {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import onnx
@@ -16,7 +17,7 @@ from uwm_ros.bundle.manifest import (
     graph_signature,
     read_manifest,
 )
-from uwm_ros.bundle.verify import bundle_problems
+from uwm_ros.bundle.verify import bundle_file, bundle_problems
 from uwm_training.model import UnifiedWorldModel
 
 
@@ -35,8 +36,13 @@ def check_bundle(bundle: str | Path) -> Manifest:
 
 
 def _check_weights(path: Path, m: Manifest) -> list[str]:
+    cfg, ae = m.model, m.model.autoencoder
+    if ae.pretrained_path:  # the bundle's own copy of the VAE config (verified, inside)
+        vae_dir = str(bundle_file(path.parent, ae.pretrained_path))
+        cfg = dataclasses.replace(cfg, autoencoder=dataclasses.replace(ae, pretrained_path=vae_dir))
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in UnifiedWorldModel(m.model).state_dict().items()}
+        model = UnifiedWorldModel(cfg, pretrained_weights=False)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     try:
         with safe_open(str(path), framework="pt") as f:
             got = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -17,6 +19,7 @@ from uwm_ros.bundle.manifest import (
     LOOP_MODES,
     MIN_OPSET,
     PRECISIONS,
+    VAE_DIR,
     WEIGHTS,
     BundleError,
     GraphEntry,
@@ -43,6 +46,20 @@ def _graphs(model: UnifiedWorldModel, modes: Sequence[str]) -> dict[str, torch.n
         graphs["decoder"] = DecoderGraph(model)
     graphs |= {f"{mode}_loop": LoopGraph(model, mode) for mode in modes}
     return graphs
+
+
+def _carry_autoencoder_config(model: UnifiedWorldModel, bundle: Path) -> None:
+    """A pretrained diffusers VAE travels in the bundle: its config.json in ``vae/`` (its
+    weights are in the weights file), and the config points there, bundle-relative — never at
+    a directory on the training machine."""
+    ae = model.cfg.autoencoder
+    if not (model.cfg.future_obs and ae.pretrained_path):
+        return
+    vae: Any = model.autoencoder.vae  # type: ignore[union-attr]  # a diffusers AutoencoderKL
+    vae.save_config(str(bundle / VAE_DIR))
+    model.cfg = dataclasses.replace(
+        model.cfg, autoencoder=dataclasses.replace(ae, pretrained_path=VAE_DIR)
+    )
 
 
 def _files(root: Path) -> list[Path]:
@@ -82,6 +99,7 @@ def export_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        _carry_autoencoder_config(model, tmp)
         save_model(model, tmp / WEIGHTS, spec)
         entries = []
         jobs = [(p, b) for p in precisions for b in batch_sizes]
