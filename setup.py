@@ -2,6 +2,23 @@
 
 from setuptools import find_packages, setup
 
+DEPLOY = [
+    "onnxruntime>=1.20",  # or onnxruntime-gpu, installed by hand
+    "cyclonedds>=11.0,<12",  # the DDS transport (not needed under ROS 2 with rclpy)
+]
+TRAIN = [
+    *DEPLOY,  # the demo and `uwm export` run the engines and the node
+    "torch==2.13.0",  # pinned: a CPU wheel of exactly this version is on our machines
+    "safetensors>=0.4",
+    "zarr>=3,<4",
+    "backports.zstd>=1.0; python_version < '3.14'",  # frame compression (stdlib from 3.14)
+    "onnx>=1.17",
+    "onnxscript>=0.2",
+    "tensorboard>=2.16",
+    "av>=13",
+    "pyarrow>=15",  # LeRobot v3 export (parquet)
+]
+
 setup(
     name="uwm-ros",
     version="0.1.0",
@@ -9,26 +26,19 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["uwm_training", "uwm_training.*", "uwm_ros", "uwm_ros.*"]),
+    # What a robot needs to run a policy on ONNX Runtime over DDS: `pip install .[deploy]`.
     install_requires=[
-        "torch==2.13.0",  # pinned: a CPU wheel of exactly this version is on our machines
         "numpy>=1.24",
         "pyyaml>=6",
-        "safetensors>=0.4",
+        "opencv-python-headless>=4.9",  # JPEG decode, resize (the input contract)
+        "rosbags>=0.11.9,<0.12",  # message definitions for the DDS types, bag tools
         "tqdm>=4.66",
-        "rosbags>=0.11.9,<0.12",
-        "zarr>=3,<4",
-        "backports.zstd>=1.0; python_version < '3.14'",  # frame compression (stdlib from 3.14)
-        "cyclonedds>=11.0,<12",
-        "onnx>=1.17",
-        "onnxruntime>=1.20",
-        "onnxscript>=0.2",
-        "tensorboard>=2.16",
-        "av>=13",
-        "opencv-python-headless>=4.9",
-        "pyarrow>=15",  # LeRobot v3 export (parquet)
     ],
     extras_require={
+        "deploy": DEPLOY,
+        "train": TRAIN,
         "test": [
+            *TRAIN,
             "pytest>=8",
             "diffusers>=0.30",  # DDIM parity reference and the AutoencoderKL adapter test
             "ruff>=0.6",
@@ -40,7 +50,8 @@ setup(
             "colcon-package-information>=0.4",  # provides `colcon list`
         ],
         "diffusers": ["diffusers>=0.30"],
-        "tensorrt": ["tensorrt>=10.12"],
+        # The TensorRT backend allocates its device buffers with torch (CUDA build).
+        "tensorrt": ["tensorrt>=10.12", "torch"],
     },
     # The .msg files travel with pip installs too: the DDS transport builds its types from them.
     data_files=[("share/uwm_ros/msg", ["msg/ActionChunk.msg", "msg/PredictedFrames.msg"])],

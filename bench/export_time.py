@@ -27,7 +27,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from uwm_training.export.bundle import graph_signature
+from uwm_ros.bundle.manifest import graph_signature
 from uwm_training.export.compose import loop_graph
 from uwm_training.export.exporter import _example
 from uwm_training.export.graphs import CondDenoiserGraph, ObsEncoderGraph, export_onnx

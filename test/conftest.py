@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 import torch
 from helpers import randomize, tiny_config
 
 from uwm_training.model import UnifiedWorldModel
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Verified-hash records and TensorRT plans go to a per-session directory, never to the
+    home directory of whoever runs the tests (child processes inherit it)."""
+    path = tmp_path_factory.mktemp("uwm_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UWM_CACHE_DIR", str(path))
+        yield path
 
 
 @pytest.fixture
@@ -29,3 +42,23 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
     save_model(model, root / "ckpt" / "model.safetensors", spec)  # type: ignore[arg-type]
     export_bundle(root / "ckpt", root / "bundle", modes=["policy", "joint"])
     return root / "bundle", model, spec
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random diffusers AutoencoderKL saved as a local directory (downsample 2)."""
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    vae = diffusers.AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=8,
+        latent_channels=4,
+        sample_size=32,
+        scaling_factor=0.5,
+    )
+    path = tmp_path_factory.mktemp("vae") / "tiny_vae"
+    vae.save_pretrained(path)
+    return path

@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from uwm_ros.bundle.config import AutoencoderConfig
 from uwm_training.model.autoencoder import (
     AutoencoderError,
     DiffusersAutoencoder,
     KLAutoencoder,
     build_autoencoder,
 )
-from uwm_training.model.config import AutoencoderConfig
 
 
 def smooth_images(n: int, side: int, seed: int = 0) -> torch.Tensor:
@@ -92,25 +92,6 @@ def test_kl_training_reduces_reconstruction() -> None:
 
 
 # ----- diffusers adapter -------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_vae_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    diffusers = pytest.importorskip("diffusers")
-    torch.manual_seed(0)
-    vae = diffusers.AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=8,
-        latent_channels=4,
-        sample_size=32,
-        scaling_factor=0.5,
-    )
-    path = tmp_path_factory.mktemp("vae") / "tiny_vae"
-    vae.save_pretrained(path)
-    return path
-
-
 def test_diffusers_adapter_matches_vae(tiny_vae_dir: Path) -> None:
     from diffusers import AutoencoderKL
 

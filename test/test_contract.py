@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from uwm_training.model.contract import (
+from uwm_ros.bundle.contract import (
     ContractError,
     Normalizer,
     fit_image,
-    image_tensor,
+    image_array,
     normalizers,
 )
 
@@ -29,11 +29,16 @@ def test_fit_image_resizes_short_side_and_centre_crops() -> None:
         fit_image(np.zeros((8, 8, 3), np.float32), 4)
 
 
-def test_image_tensor_layout_and_range() -> None:
+def test_image_array_layout_and_range() -> None:
     frames = np.random.default_rng(0).integers(0, 256, (2, 5, 6, 3), dtype=np.uint8)
-    x = image_tensor(frames)
-    assert x.shape == (2, 3, 5, 6) and x.dtype == torch.float32
-    assert x[1, 2, 3, 4] == frames[1, 3, 4, 2] / 255.0
+    x = image_array(frames)
+    assert x.shape == (2, 3, 5, 6) and x.dtype == np.float32 and x.flags.c_contiguous
+    assert x[1, 2, 3, 4] == np.float32(frames[1, 3, 4, 2]) / np.float32(255.0)
+    # Bit for bit what the torch version (before the contract became numpy) computed.
+    by_torch = torch.from_numpy(frames).movedim(-1, -3).float().div_(255.0).numpy()
+    np.testing.assert_array_equal(x, by_torch)
+    with pytest.raises(ContractError, match="uint8"):
+        image_array(frames.astype(np.float32))
 
 
 def test_normalizer_round_trip_numpy_and_torch() -> None:

@@ -25,8 +25,8 @@ from data_helpers import (
     write_bag,
 )
 
+from uwm_ros.bundle.contract import Normalizer
 from uwm_training.data.store import Store
-from uwm_training.model.contract import Normalizer
 
 
 def reference(
@@ -141,7 +141,7 @@ def test_every_image_encoding_decodes_to_rgb(tmp_path: Path, encoding: str) -> N
     store, _ = single_camera(
         tmp_path, [lambda t: image_msg(t, rgb, encoding, row_pad=6)] * 8, image_size=32
     )
-    from uwm_training.model.contract import fit_image
+    from uwm_ros.bundle.contract import fit_image
 
     np.testing.assert_array_equal(store.frames("front").read(0), fit_image(rgb, 32))
 

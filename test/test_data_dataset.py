@@ -11,11 +11,11 @@ import torch
 from data_helpers import convert, convert_config, robot_messages, write_bag
 from helpers import tiny_config
 
+from uwm_ros.bundle.contract import Normalizer, image_array
 from uwm_training.data.dataset import UWMDataset
 from uwm_training.data.errors import DatasetError
 from uwm_training.data.store import Frames, Store
 from uwm_training.model import UnifiedWorldModel
-from uwm_training.model.contract import Normalizer, image_tensor
 
 H_O, H_A, H_F = 2, 4, 2
 
@@ -39,10 +39,10 @@ def test_windows_follow_the_official_slicing_with_start_padding(root: Path) -> N
     stats = store.attrs["stats"]
     first = data[0]  # t = 0: history padded with frame 0
     frames = {i: store.frames("front").read(i) for i in (0, 4, 5)}
-    want_obs = image_tensor(np.stack([frames[0], frames[0]]))
+    want_obs = torch.from_numpy(image_array(np.stack([frames[0], frames[0]])))
     torch.testing.assert_close(first["obs_images"][0], want_obs)
     torch.testing.assert_close(
-        first["future_images"][0], image_tensor(np.stack([frames[4], frames[5]]))
+        first["future_images"][0], torch.from_numpy(image_array(np.stack([frames[4], frames[5]])))
     )
     want_a = Normalizer.from_stats(stats["action"]).normalize(store.lowdim("action")[0:4])
     torch.testing.assert_close(first["actions"], torch.from_numpy(want_a))

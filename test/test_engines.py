@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from uwm_ros.bundle.contract import ContractError, Normalizer, fit_image, image_array
 from uwm_ros.engines import EngineError, Observation, load_engine
 from uwm_ros.engines.onnx_engine import OnnxRuntimeEngine
 from uwm_ros.engines.torch_engine import TorchEngine
-from uwm_training.model.contract import ContractError, Normalizer, fit_image, image_tensor
 
 
 def observation(cfg, seed: int = 0, size: tuple[int, int] = (48, 80)) -> Observation:  # type: ignore[no-untyped-def]
@@ -69,8 +69,8 @@ def test_engine_output_is_the_unnormalised_model_output(tiny_bundle) -> None:  #
     np.testing.assert_allclose(engine.policy(obs, z), expected, rtol=1e-5, atol=1e-5)
     # The same observation through the shared contract functions, by hand.
     cam = model.cfg.cameras[0]
-    by_hand = image_tensor(np.stack([fit_image(f, model.cfg.image_size) for f in obs.images[cam]]))
-    np.testing.assert_array_equal(inputs["images"][0, 0], by_hand.numpy())
+    by_hand = image_array(np.stack([fit_image(f, model.cfg.image_size) for f in obs.images[cam]]))
+    np.testing.assert_array_equal(inputs["images"][0, 0], by_hand)
     joints = Normalizer.from_stats(spec.normalization["proprio"]).normalize(obs.joint_positions)
     np.testing.assert_allclose(inputs["proprio"][0], joints, rtol=1e-6)
 
@@ -119,23 +119,38 @@ def test_auto_backend_choice_is_logged(tiny_bundle, caplog: pytest.LogCaptureFix
 
 
 @pytest.mark.tensorrt
-def test_tensorrt_matches_torch_and_caches_its_plan(tmp_path: Path, tiny_bundle) -> None:  # type: ignore[no-untyped-def]
+def test_tensorrt_matches_torch_and_caches_its_plans(tmp_path: Path, tiny_bundle) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("tensorrt")
     if not torch.cuda.is_available():
         pytest.skip("TensorRT needs a CUDA GPU")
+    from uwm_ros.engines.plan_cache import PlanError
     from uwm_ros.engines.tensorrt_engine import TensorRTEngine
 
     bundle, model, _ = tiny_bundle
     obs, z = observation(model.cfg), noise(model.cfg)
-    engine = TensorRTEngine(bundle, precision="fp32")
+    device = f"cuda:{torch.cuda.device_count() - 1}"  # the last GPU: the index is honoured
+    engine = TensorRTEngine(bundle, device, precision="fp32", cache_dir=tmp_path)
+    engine.warmup(runs=1)  # builds every graph the bundle's modes use
+    assert set(engine._graphs) == {"policy_loop", "joint_loop", "decoder"}
+    assert len(list(tmp_path.glob("*.plan"))) == len(list(tmp_path.glob("*.json"))) == 3
+    assert not list(bundle.rglob("*.plan"))  # never inside the bundle
     ref = TorchEngine(bundle).policy(obs, z)
     got = engine.policy(obs, z)
     assert np.linalg.norm(got - ref) / np.linalg.norm(ref) <= 1e-3
-    plans = sorted((bundle / "trt_cache").glob("*.plan.json"))
-    assert plans
-    plans[0].write_text('{"tensorrt": "0", "gpu": "x", "onnx_sha256": "y"}')
-    with pytest.raises(EngineError, match="stale plan"):
-        TensorRTEngine(bundle, precision="fp32", rebuild=False).policy(obs, z)
+    again = TensorRTEngine(bundle, device, precision="fp32", cache_dir=tmp_path)
+    np.testing.assert_allclose(again.policy(obs, z), got, rtol=1e-5, atol=1e-6)  # from cache
+    plan, _ = again.cache.paths(again.plan_key("policy_loop"))
+    data = bytearray(plan.read_bytes())
+    data[-1] ^= 0xFF
+    plan.write_bytes(bytes(data))
+    with pytest.raises(PlanError, match="size or sha256 differs"):
+        TensorRTEngine(bundle, device, precision="fp32", cache_dir=tmp_path).policy(obs, z)
+
+
+def test_warmup_loads_every_graph_the_modes_use(tiny_bundle) -> None:  # type: ignore[no-untyped-def]
+    engine = OnnxRuntimeEngine(tiny_bundle[0])
+    engine.warmup(runs=1)
+    assert set(engine._sessions) == {"policy_loop", "joint_loop", "decoder"}
 
 
 def test_engine_preprocessing_is_the_dataset_pipeline(tiny_bundle) -> None:  # type: ignore[no-untyped-def]
@@ -151,8 +166,23 @@ def test_engine_preprocessing_is_the_dataset_pipeline(tiny_bundle) -> None:  # t
         typestore(), IMAGE, height=48, width=80, encoding="bgr8", step=240, data=bgr.reshape(-1)
     )
     stored, _ = camera_frame(msg, IMAGE, S, None)  # what `uwm convert` writes to the store
-    reader_side = image_tensor(stored).numpy()  # what UWMDataset feeds the model
+    reader_side = image_array(stored)  # what UWMDataset feeds the model
     frames = np.stack([image_rgb(msg)] * model.cfg.n_obs_steps)
     obs = Observation({c: frames for c in model.cfg.cameras}, np.zeros((2, 2)))
     engine_side = TorchEngine(bundle).prepare(obs)["images"][0, 0, -1]
     np.testing.assert_array_equal(engine_side, reader_side)
+
+
+def test_compile_loop_freezes_weights_without_touching_global_config() -> None:
+    """Weight freezing is an option of one compilation, not a process-wide side effect."""
+    import torch._inductor.config as inductor
+
+    from uwm_ros.engines.torch_engine import compile_loop
+
+    before = inductor.freezing
+    linear = torch.nn.Linear(4, 3).eval()
+    compiled = compile_loop(linear, "cpu")
+    x = torch.randn(2, 4)
+    with torch.inference_mode():
+        torch.testing.assert_close(compiled(x), linear(x))
+    assert inductor.freezing == before

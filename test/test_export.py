@@ -14,7 +14,7 @@ import torch
 import yaml
 from helpers import randomize, tiny_config, tiny_spec
 
-from uwm_training.export.bundle import BundleError, read_manifest, sha256
+from uwm_ros.bundle.manifest import BundleError, read_manifest, sha256
 from uwm_training.export.check import check_bundle
 from uwm_training.export.exporter import export_bundle
 from uwm_training.model import UnifiedWorldModel, WeightsError, load_model, save_model
@@ -118,7 +118,8 @@ def test_every_broken_bundle_is_named(tiny_bundle, tmp_path: Path) -> None:  # t
     b = broken_copy(bundle, tmp_path / "truncated")
     data = (b / loop).read_bytes()
     (b / loop).write_bytes(data[: len(data) // 3])
-    edit_manifest(b, lambda d: d["files"].__setitem__(loop, sha256(b / loop)))
+    record = {"sha256": sha256(b / loop), "size": (b / loop).stat().st_size}
+    edit_manifest(b, lambda d: d["files"].__setitem__(loop, record))
     with pytest.raises(BundleError, match=f"{loop}: not a valid ONNX model"):
         check_bundle(b)
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 from helpers import make_batch, randomize, tiny_config, tiny_spec
 
+from uwm_ros.bundle.contract import Normalizer
 from uwm_ros.engines import Observation
 from uwm_ros.engines.torch_engine import TorchEngine
 from uwm_training.data.dataset import UWMDataset, relative_action_stats
 from uwm_training.data.store import Store
 from uwm_training.model import PolicySpec, UnifiedWorldModel, save_model
-from uwm_training.model.contract import Normalizer
 from uwm_training.model.vision import SpatialSoftmax
 from uwm_training.train.augment import random_shift
 from uwm_training.train.synthetic import make_dataset

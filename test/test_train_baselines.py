@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from uwm_ros.bundle.contract import Normalizer
 from uwm_training.data.dataset import UWMDataset
 from uwm_training.data.store import Store
-from uwm_training.model.contract import Normalizer
 from uwm_training.train.baselines import Windows, fit_linear, hold_mse, linear_mse, measure
 from uwm_training.train.synthetic import make_dataset
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from train_helpers import make_dataset, one_thread, tiny_config, train_autoencoder
 
+from uwm_ros.bundle.contract import Normalizer
 from uwm_training.data.store import Store
 from uwm_training.model import load_model, read_spec
-from uwm_training.model.contract import Normalizer
 from uwm_training.train import TrainError, train
 from uwm_training.train.data import build_data, open_sources
 from uwm_training.train.models import finetune_model

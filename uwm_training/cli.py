@@ -1,5 +1,9 @@
 """The ``uwm`` command: one entry point, one subcommand per job.
 
+With the demo, the integration layer: it dispatches to both sides (``uwm_training`` and
+``uwm_ros``) and imports each command's code only when that command runs, so ``uwm policy`` on
+a deploy install (no torch) works.
+
 Examples:
     uwm model-info --preset paper
     uwm export runs/small/ema.safetensors --out bundles/small
@@ -12,6 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from uwm_ros.nodes.bag_tools import add_bag_commands
 from uwm_ros.nodes.cli import register as register_policy
 from uwm_ros.sim.cli import register as register_sim
 from uwm_ros.sim.cli import register_eval
@@ -20,6 +25,13 @@ from .data.cli import register as register_data
 from .demo.pipeline import register as register_demo
 from .export.cli import register as register_export
 from .train.cli import register as register_train
+
+# Packages only the training install has (setup.py extra "train"); the deploy install lacks them.
+TRAINING_STACK = {"torch", "safetensors", "zarr", "numcodecs", "onnx", "onnxscript"} | {
+    "tensorboard",
+    "av",
+    "pyarrow",
+}
 
 
 def _cmd_model_info(args: argparse.Namespace) -> int:
@@ -56,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1, help="batch size for the FLOP count")
     p.set_defaults(func=_cmd_model_info)
     register_export(sub)
-    register_data(sub)
+    register_data(sub, add_bag_commands)
     register_train(sub)
     register_policy(sub)
     register_sim(sub)
@@ -67,7 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in TRAINING_STACK:
+            raise
+        print(
+            f"error: 'uwm {args.command}' needs {e.name}, part of the training install "
+            "(this looks like a deploy install): pip install 'uwm-ros[train]'",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

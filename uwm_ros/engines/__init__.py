@@ -1,12 +1,14 @@
-"""Inference engines behind one interface: torch, onnxruntime, tensorrt (see ``base.Engine``)."""
+"""Inference engines behind one interface: torch, onnxruntime, tensorrt (see ``base.Engine``).
+
+Importing this package costs no torch: only the torch and tensorrt backends import it, when they
+are loaded, so a deploy install without the training stack runs the onnxruntime backend.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import logging
 from pathlib import Path
-
-import torch
 
 from .base import Engine, EngineError, Observation, Prediction
 
@@ -16,16 +18,29 @@ BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
 log = logging.getLogger(__name__)
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # an import hook that hides the module says so by raising
+        return False
+
+
 def choose_backend() -> tuple[str, str, str]:
     """(backend, device, why): tensorrt -> torch-cuda -> onnxruntime -> torch-cpu."""
-    cuda = torch.cuda.is_available()
-    if cuda and importlib.util.find_spec("tensorrt") is not None:
-        return "tensorrt", "cuda", "CUDA GPU and tensorrt present"
-    if cuda:
-        return "torch", "cuda", "CUDA GPU present, tensorrt not installed"
-    if importlib.util.find_spec("onnxruntime") is not None:
-        return "onnxruntime", "cpu", "no CUDA GPU; onnxruntime present"
-    return "torch", "cpu", "no CUDA GPU and no onnxruntime"
+    torch_present = _installed("torch")
+    if torch_present:
+        import torch  # only to ask for a GPU: the backends below that use it import it anyway
+
+        if torch.cuda.is_available():
+            if _installed("tensorrt"):
+                return "tensorrt", "cuda", "CUDA GPU and tensorrt present"
+            return "torch", "cuda", "CUDA GPU present, tensorrt not installed"
+    if _installed("onnxruntime"):
+        why = "no CUDA GPU" if torch_present else "torch not installed (deploy install)"
+        return "onnxruntime", "cpu", f"{why}; onnxruntime present"
+    if torch_present:
+        return "torch", "cpu", "no CUDA GPU and no onnxruntime"
+    raise EngineError("no inference backend installed: pip install 'uwm-ros[deploy]'")
 
 
 def load_engine(

@@ -2,7 +2,7 @@
 
 An engine takes raw observations (uint8 camera frames of any size, joint positions in robot
 units) and returns unnormalised actions and uint8 predicted frames. Everything between — the
-model's input contract (``uwm_training.model.contract``) and the start noise — lives here, so
+model's input contract (``uwm_ros.bundle.contract``) and the start noise — lives here, so
 backends differ only in how they run a sampling loop and the latent decoder.
 """
 
@@ -16,8 +16,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from uwm_training.export.bundle import Manifest, read_manifest
-from uwm_training.model.contract import ContractError, fit_image, image_tensor, normalizers
+from uwm_ros.bundle.contract import ContractError, fit_image, image_array, normalizers
+from uwm_ros.bundle.manifest import Manifest, read_manifest
+from uwm_ros.bundle.verify import verify_bundle
 
 LOOP_OUTPUTS = {
     "policy": ("actions",),
@@ -64,7 +65,10 @@ class Engine(ABC):
     ):
         """``manifest`` replaces ``bundle/bundle.yaml`` (a checkpoint evaluated without export)."""
         self.root = Path(bundle)
-        self.manifest: Manifest = manifest or read_manifest(self.root)
+        if manifest is None:
+            manifest = read_manifest(self.root)
+            verify_bundle(self.root, manifest)  # nothing unverified is ever loaded
+        self.manifest: Manifest = manifest
         self.cfg = self.manifest.model
         self.device, self.precision = device, precision
         keys = ["actions"] + (["proprio"] if self.cfg.proprio_dim else [])
@@ -82,12 +86,19 @@ class Engine(ABC):
 
     # ----- shared API ------------------------------------------------------------------------
     def warmup(self, runs: int = 2) -> None:
-        """Run the policy on a synthetic observation so first-call costs are paid up front."""
-        S, h_o = self.cfg.image_size, self.cfg.n_obs_steps
-        frames = {c: np.zeros((h_o, S, S, 3), np.uint8) for c in self.cfg.cameras}
-        joints = np.zeros((h_o, self.cfg.proprio_dim), np.float32) if self.cfg.proprio_dim else None
-        for _ in range(runs):
-            self.policy(Observation(frames, joints))
+        """Load (or build: a TensorRT plan takes minutes) every graph the bundle's modes use —
+        each loop, and the decoder behind the frame-producing ones — and run each ``runs``
+        times, so no first-call cost lands on the control thread once the node is active."""
+        cfg = self.cfg
+        S, h_o = cfg.image_size, cfg.n_obs_steps
+        frames = {c: np.zeros((h_o, S, S, 3), np.uint8) for c in cfg.cameras}
+        joints = np.zeros((h_o, cfg.proprio_dim), np.float32) if cfg.proprio_dim else None
+        obs = Observation(frames, joints)
+        for mode in self.manifest.modes:
+            actions = np.zeros((cfg.horizon, cfg.action_dim), np.float32)
+            latents = np.zeros((1, *cfg.latent_shape), np.float32)
+            for _ in range(runs):  # (each mode takes only the given inputs it needs)
+                self.predict(obs, mode, actions, latents)
 
     def policy(self, obs: Observation, noise: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """One action chunk (h_a, d_a) in robot units."""
@@ -189,7 +200,7 @@ class Engine(ABC):
                 want = f"({cfg.n_obs_steps}, H, W, 3)"
                 raise ContractError(f"camera {cam!r}: expected {want} frames, got {frames.shape}")
             views.append(np.stack([fit_image(f, cfg.image_size) for f in frames]))
-        images = image_tensor(np.stack(views)[None]).numpy()  # (1, V, h_o, 3, S, S)
+        images = image_array(np.stack(views)[None])  # (1, V, h_o, 3, S, S)
         inputs = {"images": images}
         if cfg.proprio_dim:
             inputs["proprio"] = self._normalized("proprio", self._joints(obs))[None]

@@ -1,31 +1,37 @@
 """TensorRT backend (10.12+ and 11): strongly typed networks built from the bundle's ONNX.
 
 Precision lives in the ONNX graph (export with ``--precision bf16`` or ``fp16``): TensorRT 11
-removed the weak-typing builder flags, and 10.12+ accepts ``STRONGLY_TYPED``, so we never set
-FP16/BF16 flags and feature-detect instead of comparing version strings. A plan is built on first
-start and cached next to the bundle, keyed by TensorRT version, GPU name and ONNX hash; a plan
-whose key differs is stale and is rebuilt (or refused with ``rebuild=False``). Device buffers are
-allocated once (torch CUDA tensors) and bound by name; each run is ``execute_async_v3`` on the
-engine's own CUDA stream.
+removed weak typing (and its FP16/BF16 builder flags) and builds every network strongly typed;
+10.x does so when asked with ``STRONGLY_TYPED``. We feature-detect, never compare versions.
+Plans are cached outside the bundle by ``plan_cache`` (key: ONNX hash, TensorRT version, GPU,
+precision) and built on first use; ``warmup`` builds every graph before the node activates.
+Device buffers are torch CUDA tensors bound by name; each run is ``execute_async_v3`` on the
+engine's own stream, on the device given (``cuda:1`` runs on GPU 1).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-
-from uwm_training.export.bundle import sha256
 
 from .base import Engine, EngineError
+from .plan_cache import PlanCache, PlanKey
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
+
+
+def network_flags(trt: Any) -> int:
+    """Network creation flags: STRONGLY_TYPED where the flag exists and weak typing still does
+    (10.x); on 11, where every network is strongly typed, the deprecated flag is left unset."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    weak_typing = hasattr(trt.BuilderFlag, "FP16")  # removed with weak typing in 11
+    return 1 << int(flag) if flag is not None and weak_typing else 0
 
 
 class TensorRTEngine(Engine):
@@ -37,61 +43,51 @@ class TensorRTEngine(Engine):
         device: str = "cuda",
         precision: str = "bf16",
         workspace_gb: float = 4.0,
-        rebuild: bool = True,
+        cache_dir: str | Path | None = None,
     ):
         super().__init__(bundle, device, precision)
         try:
             import tensorrt as trt
+            import torch
         except ImportError as e:
-            raise EngineError("tensorrt is not installed (pip install 'uwm-ros[tensorrt]')") from e
+            raise EngineError(f"the tensorrt backend needs {e.name}: pip install tensorrt") from e
         if not torch.cuda.is_available():
             raise EngineError("tensorrt needs a CUDA GPU; none is visible to torch")
-        self.trt = trt
+        cuda = torch.device(device)
+        if cuda.type != "cuda":
+            raise EngineError(f"tensorrt runs on a CUDA device, not {device!r}")
+        self.cuda = torch.device(
+            "cuda", torch.cuda.current_device() if cuda.index is None else cuda.index
+        )
+        self.trt, self.torch = trt, torch
         self.logger = trt.Logger(trt.Logger.WARNING)
-        self.runtime = trt.Runtime(self.logger)
         self.workspace = int(workspace_gb * (1 << 30))
-        self.rebuild = rebuild
-        self.cuda = torch.device(device)
-        self.stream = torch.cuda.Stream(self.cuda)
-        self.gpu_name = torch.cuda.get_device_name(self.cuda)
+        self.cache = PlanCache(cache_dir)
+        with torch.cuda.device(self.cuda):  # TensorRT works on the current device
+            self.runtime = trt.Runtime(self.logger)
+            self.stream = torch.cuda.Stream(self.cuda)
+        props = torch.cuda.get_device_properties(self.cuda)
+        self.gpu = f"{props.name} sm_{props.major}{props.minor}"
         self._graphs: dict[str, _BoundEngine] = {}
 
-    # ----- plan cache ------------------------------------------------------------------------
-    def plan_key(self, onnx_path: Path) -> dict[str, str]:
-        return {
-            "tensorrt": self.trt.__version__,
-            "gpu": self.gpu_name,
-            "onnx_sha256": sha256(onnx_path),
-        }
+    # ----- plans -----------------------------------------------------------------------------
+    def plan_key(self, graph: str) -> PlanKey:
+        entry = self.manifest.graph(graph, self.precision)
+        onnx_sha256 = self.manifest.files[entry.file].sha256  # verified when the bundle loaded
+        return PlanKey(onnx_sha256, self.trt.__version__, self.gpu, self.precision)
 
     def _plan(self, graph: str) -> bytes:
-        entry = self.manifest.graph(graph, self.precision)
-        onnx_path = self.root / entry.file
-        cache = self.root / "trt_cache"
-        plan, meta = cache / f"{entry.file}.plan", cache / f"{entry.file}.plan.json"
-        key = self.plan_key(onnx_path)
-        if plan.is_file() and meta.is_file():
-            stored = json.loads(meta.read_text())
-            if stored == key:
-                return plan.read_bytes()
-            message = f"{plan}: stale plan (built for {stored}, now {key})"
-            if not self.rebuild:
-                raise EngineError(message + "; delete it or allow rebuilding")
-            log.warning("%s; rebuilding", message)
-        data = self._build(onnx_path)
-        cache.mkdir(exist_ok=True)
-        _atomic_write(plan, data)
-        _atomic_write(meta, json.dumps(key).encode())
+        key = self.plan_key(graph)
+        data = self.cache.load(key)
+        if data is None:
+            data = self._build(self.root / self.manifest.graph(graph, self.precision).file)
+            log.info("cached TensorRT plan %s", self.cache.store(key, data))
         return data
 
     def _build(self, onnx_path: Path) -> bytes:
         trt = self.trt
-        flags = 0
-        strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-        if strongly_typed is not None:  # 10.x needs it; 11 is always strongly typed
-            flags |= 1 << int(strongly_typed)
         builder = trt.Builder(self.logger)
-        network = builder.create_network(flags)
+        network = builder.create_network(network_flags(trt))
         parser = trt.OnnxParser(network, self.logger)
         if not parser.parse_from_file(str(onnx_path)):
             errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
@@ -106,10 +102,12 @@ class TensorRTEngine(Engine):
 
     def _bound(self, graph: str) -> _BoundEngine:
         if graph not in self._graphs:
-            engine = self.runtime.deserialize_cuda_engine(self._plan(graph))
-            if engine is None:
-                raise EngineError(f"{self.root}: cached plan for {graph} cannot be deserialised")
-            self._graphs[graph] = _BoundEngine(self.trt, engine, self.cuda)
+            plan = self._plan(graph)
+            with self.torch.cuda.device(self.cuda):
+                engine = self.runtime.deserialize_cuda_engine(plan)
+                if engine is None:
+                    raise EngineError(f"{self.root}: the plan for {graph} cannot be deserialised")
+                self._graphs[graph] = _BoundEngine(self.trt, engine, self.cuda)
         return self._graphs[graph]
 
     # ----- Engine hooks ----------------------------------------------------------------------
@@ -121,10 +119,15 @@ class TensorRTEngine(Engine):
 
 
 class _BoundEngine:
-    """An ICudaEngine with its context and device buffers, bound by tensor name once."""
+    """An ICudaEngine, kept alive as long as its execution context, with device buffers bound
+    by tensor name once."""
 
     def __init__(self, trt: Any, engine: Any, device: torch.device):
+        import torch
+
+        self.engine = engine  # the context must not outlive it
         self.context = engine.create_execution_context()
+        self.device = device
         self.buffers: dict[str, torch.Tensor] = {}
         self.inputs: list[str] = []
         for i in range(engine.num_io_tensors):
@@ -139,7 +142,9 @@ class _BoundEngine:
     def run(
         self, inputs: dict[str, np.ndarray], stream: torch.cuda.Stream
     ) -> dict[str, np.ndarray]:
-        with torch.cuda.stream(stream):
+        import torch
+
+        with torch.cuda.device(self.device), torch.cuda.stream(stream):
             for name in self.inputs:
                 self.buffers[name].copy_(torch.from_numpy(inputs[name]), non_blocking=True)
             if not self.context.execute_async_v3(stream.cuda_stream):
@@ -147,10 +152,3 @@ class _BoundEngine:
             outputs = {n: b.float().cpu() for n, b in self.buffers.items() if n not in self.inputs}
         stream.synchronize()
         return {n: t.numpy() for n, t in outputs.items()}
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)

@@ -1,30 +1,39 @@
-"""PyTorch backend: eager fp32 reference, bf16/fp16, torch.compile, CUDA graphs on CUDA."""
+"""PyTorch backend: eager fp32 reference, bf16/fp16, torch.compile, CUDA graphs on CUDA.
+
+The one runtime module that uses the training stack: it rebuilds the network from the bundle's
+weights, so it needs ``uwm_training.model`` (imported when an engine is built) and torch.
+"""
 
 from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from uwm_training.export.bundle import LOOP_MODES, WEIGHTS, Manifest
-from uwm_training.model import PolicySpec, UnifiedWorldModel, load_model
-from uwm_training.model.weights import read_spec, weights_path
+from uwm_ros.bundle.config import PolicySpec
+from uwm_ros.bundle.manifest import LOOP_MODES, WEIGHTS, Manifest
+from uwm_ros.bundle.verify import bundle_file
 
 from .base import Engine, EngineError
+
+if TYPE_CHECKING:
+    from uwm_training.model import UnifiedWorldModel
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def compile_loop(fn: Any, device: str, fullgraph: bool = False) -> Any:
     """torch.compile a sampling loop: weights frozen as constants on CPU (their bf16 casts fold
-    away), the whole loop captured in a CUDA graph (``reduce-overhead``) on CUDA."""
+    away), the whole loop captured in a CUDA graph (``reduce-overhead``) on CUDA.
+
+    Freezing is an option of this one compilation, never the process-wide inductor setting:
+    frozen weights would silently ignore later updates in every other compiled module."""
     if device.startswith("cuda"):
         return torch.compile(fn, mode="reduce-overhead", fullgraph=fullgraph)
-    torch._inductor.config.freezing = True
-    return torch.compile(fn, fullgraph=fullgraph)
+    return torch.compile(fn, fullgraph=fullgraph, options={"freezing": True})
 
 
 class TorchEngine(Engine):
@@ -50,7 +59,12 @@ class TorchEngine(Engine):
         super().__init__(bundle, device, precision, manifest)
         if precision not in DTYPES:
             raise EngineError(f"torch precision must be one of {list(DTYPES)}, got {precision!r}")
-        model = model or load_model(self.root / WEIGHTS, device)
+        if model is None:
+            from uwm_training.model import load_model
+
+            vae = self.cfg.autoencoder.pretrained_path  # bundle-relative (the exporter wrote it)
+            vae_dir = bundle_file(self.root, vae) if vae else None
+            model = load_model(self.root / WEIGHTS, device, autoencoder_dir=vae_dir)
         self.model = model.to(DTYPES[precision]).eval()
         self.compile = compile
         self._loops: dict[str, Any] = {}
@@ -60,6 +74,9 @@ class TorchEngine(Engine):
         cls, checkpoint: str | Path, device: str = "cpu", precision: str = "fp32"
     ) -> TorchEngine:
         """An engine on a training checkpoint's weights (EMA), every mode, no export needed."""
+        from uwm_training.model import load_model
+        from uwm_training.model.weights import read_spec, weights_path
+
         path = weights_path(checkpoint)
         spec = read_spec(path)
         if spec is None:

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from uwm_ros.nodes.bag_tools import add_bag_commands
-
 from .errors import DataError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -115,11 +113,16 @@ def _export_lerobot(args: argparse.Namespace) -> int:
 
 
 # ----- wiring -----------------------------------------------------------------------------------
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add the data subcommands to the ``uwm`` parser."""
+def register(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    bag_commands: Callable[[Any], None] | None = None,
+) -> None:
+    """Add the data subcommands to the ``uwm`` parser; ``bag_commands`` adds more ``uwm bag``
+    commands (play / record over DDS live in ``uwm_ros``, which the data package never imports)."""
     bag = sub.add_parser("bag", help="inspect rosbag2 recordings", formatter_class=RAW)
     bag_sub = bag.add_subparsers(dest="bag_command", metavar="COMMAND", required=True)
-    add_bag_commands(bag_sub)  # play / record over DDS
+    if bag_commands is not None:
+        bag_commands(bag_sub)
     p = _add(
         bag_sub, "info", _bag_info,
         "topics, types, counts, rates, time range, storage/compression and problems of a bag "

@@ -36,7 +36,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..model.contract import Normalizer, image_tensor, normalizers
+from uwm_ros.bundle.contract import Normalizer, image_array, normalizers
+
 from .errors import DatasetError
 from .store import Store
 
@@ -164,7 +165,7 @@ class UWMDataset(Dataset[dict[str, Tensor]]):
             [np.stack([files.read(int(f)) for f in wanted])[np.searchsorted(wanted, frames)]
              for files in self.frames]
         )  # fmt: skip  # (V, h_o + h_o', H, W, 3) uint8
-        pixels = image_tensor(images)  # (V, h_o + h_o', 3, H, W)
+        pixels = torch.from_numpy(image_array(images))  # (V, h_o + h_o', 3, H, W)
         proprio = self.proprio[obs] if has_state else np.zeros_like(self.proprio[obs])
         actions = self.actions[chunk]
         item = {

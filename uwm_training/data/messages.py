@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from uwm_ros.bundle.contract import fit_image
 from uwm_ros.conversions import ENCODINGS, FieldError, compressed_rgb, image_rgb
-
-from ..model.contract import fit_image
 
 __all__ = ["ENCODINGS", "FieldError", "compressed_rgb", "image_rgb"]  # re-exported for callers
 

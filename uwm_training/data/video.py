@@ -16,7 +16,8 @@ from typing import Any, cast
 import av
 import numpy as np
 
-from ..model.contract import fit_image
+from uwm_ros.bundle.contract import fit_image
+
 from .config import CameraConfig, ConvertConfig
 from .convert import Job
 from .episodes import EpisodeBuilder

@@ -205,11 +205,11 @@ class Demo:
             print(f"  {name:<8} {summary.line()}")
 
     def closed_loop(self, bundle: Path, engine: dict[str, str]) -> None:
+        from uwm_ros.bundle.manifest import read_manifest
         from uwm_ros.sim.closed_loop import run_closed_loop
         from uwm_ros.sim.evaluate import EVAL_SEED, Summary
         from uwm_ros.sim.world import JOINT_NAMES
 
-        from ..export.bundle import read_manifest
         from .media import write_action_plot, write_futures_video, write_learning_curve
 
         n = self.budget.dds_episodes

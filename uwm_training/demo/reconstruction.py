@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from uwm_ros.bundle.contract import image_array
 from uwm_ros.sim.render import COLORS
 
 from ..data.store import Store
 from ..model import UnifiedWorldModel
-from ..model.contract import image_tensor
 
 COLOR_TOLERANCE = 40  # sum of |RGB difference| that still counts as the object's colour
 
@@ -30,7 +30,7 @@ def object_errors(model: UnifiedWorldModel, dataset: Path, frames: int = 256) ->
     real = np.stack([store.frames(camera).read(int(i)) for i in picks])  # (N, H, W, 3)
     assert model.autoencoder is not None
     ae = model.autoencoder
-    pixels = image_tensor(real)
+    pixels = torch.from_numpy(image_array(real))
     recon = torch.cat([ae.decode(ae.encode(pixels[i : i + 64])) for i in range(0, len(real), 64)])
     drawn = (recon.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.int32)
     out = {}

@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import onnx
 import torch
 from safetensors import SafetensorError, safe_open
 
-from uwm_training.model import UnifiedWorldModel
-
-from .bundle import (
+from uwm_ros.bundle.manifest import (
     MIN_OPSET,
     WEIGHTS,
     BundleError,
     Manifest,
     graph_signature,
     read_manifest,
-    sha256,
 )
+from uwm_ros.bundle.verify import bundle_file, bundle_problems
+from uwm_training.model import UnifiedWorldModel
 
 
 def check_bundle(bundle: str | Path) -> Manifest:
     """Validate a bundle; raise BundleError listing every problem found, else return it."""
     root = Path(bundle)
     manifest = read_manifest(root)
-    problems = _check_files(root, manifest)
+    problems = bundle_problems(root, manifest, use_cache=False)
     if not problems:  # only inspect contents once every file is present and intact
         problems += _check_weights(root / WEIGHTS, manifest)
         for g in manifest.graphs:
@@ -35,24 +35,14 @@ def check_bundle(bundle: str | Path) -> Manifest:
     return manifest
 
 
-def _check_files(root: Path, m: Manifest) -> list[str]:
-    problems = []
-    listed = set(m.files)
-    for name in [WEIGHTS, *(g.file for g in m.graphs)]:
-        if name not in listed:
-            problems.append(f"{name}: used by the manifest but has no hash in 'files'")
-    for name, digest in m.files.items():
-        path = root / name
-        if not path.is_file():
-            problems.append(f"{name}: missing")
-        elif sha256(path) != digest:
-            problems.append(f"{name}: sha256 does not match the manifest (modified or truncated)")
-    return problems
-
-
 def _check_weights(path: Path, m: Manifest) -> list[str]:
+    cfg, ae = m.model, m.model.autoencoder
+    if ae.pretrained_path:  # the bundle's own copy of the VAE config (verified, inside)
+        vae_dir = str(bundle_file(path.parent, ae.pretrained_path))
+        cfg = dataclasses.replace(cfg, autoencoder=dataclasses.replace(ae, pretrained_path=vae_dir))
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in UnifiedWorldModel(m.model).state_dict().items()}
+        model = UnifiedWorldModel(cfg, pretrained_weights=False)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     try:
         with safe_open(str(path), framework="pt") as f:
             got = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from uwm_training.model import WeightsError
-
-from .bundle import LOOP_MODES, MIN_OPSET, BundleError
+from uwm_ros.bundle.manifest import LOOP_MODES, MIN_OPSET, BundleError
 
 
 def _csv(text: str) -> list[str]:
@@ -42,6 +40,8 @@ def _guarded(fn):  # type: ignore[no-untyped-def]
     """Expected errors print one line and exit 2, no traceback."""
 
     def run(args: argparse.Namespace) -> int:
+        from uwm_training.model import WeightsError  # torch, once an export command runs
+
         try:
             return int(fn(args))
         except (BundleError, WeightsError) as e:

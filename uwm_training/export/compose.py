@@ -16,10 +16,9 @@ import onnx.inliner
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from uwm_ros.bundle.manifest import graph_signature
 from uwm_training.model import UnifiedWorldModel
 from uwm_training.model.diffusion import DDIMScheduler
-
-from .bundle import graph_signature
 
 
 def loop_graph(

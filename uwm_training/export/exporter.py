@@ -3,32 +3,36 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import onnx
 import torch
 import yaml
 from tqdm import tqdm
 
-from uwm_training.atomic import replace_dir
-from uwm_training.model import UnifiedWorldModel, load_model, read_spec, save_model
-from uwm_training.model.weights import weights_path
-
-from .bundle import (
+from uwm_ros.bundle.manifest import (
     LOOP_MODES,
     MIN_OPSET,
     PRECISIONS,
+    VAE_DIR,
     WEIGHTS,
     BundleError,
     GraphEntry,
     Manifest,
+    file_record,
     graph_signature,
     sha256,
 )
+from uwm_training.atomic import replace_dir
+from uwm_training.model import UnifiedWorldModel, load_model, read_spec, save_model
+from uwm_training.model.weights import weights_path
+
 from .compose import loop_graph
 from .graphs import (
     CondDenoiserGraph,
@@ -51,6 +55,25 @@ def _graphs(model: UnifiedWorldModel) -> dict[str, torch.nn.Module]:
     if model.cfg.future_obs:
         graphs["decoder"] = DecoderGraph(model)
     return graphs
+
+
+def _carry_autoencoder_config(model: UnifiedWorldModel, bundle: Path) -> None:
+    """A pretrained diffusers VAE travels in the bundle: its config.json in ``vae/`` (its
+    weights are in the weights file), and the config points there, bundle-relative — never at
+    a directory on the training machine."""
+    ae = model.cfg.autoencoder
+    if not (model.cfg.future_obs and ae.pretrained_path):
+        return
+    vae: Any = model.autoencoder.vae  # type: ignore[union-attr]  # a diffusers AutoencoderKL
+    vae.save_config(str(bundle / VAE_DIR))
+    model.cfg = dataclasses.replace(
+        model.cfg, autoencoder=dataclasses.replace(ae, pretrained_path=VAE_DIR)
+    )
+
+
+def _files(root: Path) -> list[Path]:
+    """Every file under ``root``, sorted (the VAE config lives in a subdirectory)."""
+    return sorted(p for p in root.rglob("*") if p.is_file())
 
 
 def _example(shapes: dict[str, list[int]], g: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -86,6 +109,7 @@ def export_bundle(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.pieces.", dir=out.parent))
     try:
+        _carry_autoencoder_config(model, tmp)
         save_model(model, tmp / WEIGHTS, spec)
         entries = []
         jobs = [(p, b) for p in precisions for b in batch_sizes]
@@ -113,7 +137,7 @@ def export_bundle(
                     inputs, outputs = graph_signature(model.cfg, name, batch)
                     entries.append(GraphEntry(name, file, precision, batch, inputs, outputs))
                     bar.update()
-        files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        files = {p.relative_to(tmp).as_posix(): file_record(p) for p in _files(tmp)}
         manifest = Manifest(
             model=model.cfg,
             spec=spec,

@@ -1,6 +1,7 @@
 """The Unified World Model network, its diffusion and its input contract."""
 
-from .config import AutoencoderConfig, ConfigError, PolicySpec, UWMConfig, preset
+from uwm_ros.bundle.config import AutoencoderConfig, ConfigError, PolicySpec, UWMConfig, preset
+
 from .diffusion import DDIMScheduler
 from .dit import UWMDenoiser
 from .uwm import MODES, Sample, UnifiedWorldModel

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import AutoencoderConfig
+from uwm_ros.bundle.config import AutoencoderConfig
 
 
 class AutoencoderError(ValueError):
@@ -136,10 +136,10 @@ class KLAutoencoder(LatentAutoencoder):
 class DiffusersAutoencoder(LatentAutoencoder):
     """Frozen ``diffusers.AutoencoderKL`` loaded from a local directory (e.g. the SDXL VAE)."""
 
-    def __init__(self, cfg: AutoencoderConfig) -> None:
+    def __init__(self, cfg: AutoencoderConfig, pretrained_weights: bool = True) -> None:
         super().__init__(cfg)
         path = Path(str(cfg.pretrained_path))
-        self.vae = _load_diffusers_vae(path)
+        self.vae = _load_diffusers_vae(path, pretrained_weights)
         self.vae.requires_grad_(False)
         self.vae.eval()
         vcfg = self.vae.config
@@ -171,8 +171,9 @@ class DiffusersAutoencoder(LatentAutoencoder):
         return self.vae.decode(z.to(self.vae.dtype)).sample.to(z.dtype)
 
 
-def _load_diffusers_vae(path: Path) -> Any:
-    """Load an AutoencoderKL from a local directory, with errors that name the path."""
+def _load_diffusers_vae(path: Path, weights: bool = True) -> Any:
+    """Load an AutoencoderKL from a local directory, with errors that name the path; without
+    ``weights`` only its config.json is read (the caller loads the weights from a checkpoint)."""
     try:
         from diffusers import AutoencoderKL
     except ImportError as e:
@@ -192,12 +193,17 @@ def _load_diffusers_vae(path: Path) -> Any:
     if class_name != "AutoencoderKL":
         raise AutoencoderError(f"{path}: expected an AutoencoderKL, config says {class_name!r}")
     try:
+        if not weights:
+            return AutoencoderKL.from_config(AutoencoderKL.load_config(str(path)))
         # local_files_only: never reach for the Hub; weights must already be on disk.
         return AutoencoderKL.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as e:
         raise AutoencoderError(f"{path}: cannot load AutoencoderKL: {e}") from e
 
 
-def build_autoencoder(cfg: AutoencoderConfig) -> LatentAutoencoder:
-    """DiffusersAutoencoder if cfg.pretrained_path is set, else our small KLAutoencoder."""
-    return DiffusersAutoencoder(cfg) if cfg.pretrained_path else KLAutoencoder(cfg)
+def build_autoencoder(cfg: AutoencoderConfig, pretrained_weights: bool = True) -> LatentAutoencoder:
+    """DiffusersAutoencoder if cfg.pretrained_path is set (its weights read from there unless
+    ``pretrained_weights`` is False), else our small KLAutoencoder."""
+    if cfg.pretrained_path:
+        return DiffusersAutoencoder(cfg, pretrained_weights)
+    return KLAutoencoder(cfg)

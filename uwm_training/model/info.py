@@ -11,7 +11,8 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import UWMConfig
+from uwm_ros.bundle.config import UWMConfig
+
 from .uwm import UnifiedWorldModel
 
 

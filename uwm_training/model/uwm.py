@@ -24,8 +24,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from uwm_ros.bundle.config import UWMConfig
+
 from .autoencoder import build_autoencoder
-from .config import UWMConfig
 from .diffusion import DDIMScheduler
 from .dit import UWMDenoiser
 from .vision import ObservationEncoder
@@ -50,13 +51,21 @@ class Sample(NamedTuple):
 
 class UnifiedWorldModel(nn.Module):
     """The whole model; ``imagenet_weights`` (a local torchvision resnet18 state dict) only
-    initialises a new model's ResNet, so it is not part of the config."""
+    initialises a new model's ResNet, so it is not part of the config; ``pretrained_weights``
+    False skips reading a pretrained VAE's weights when a checkpoint will overwrite them."""
 
-    def __init__(self, cfg: UWMConfig, imagenet_weights: str | Path | None = None):
+    def __init__(
+        self,
+        cfg: UWMConfig,
+        imagenet_weights: str | Path | None = None,
+        pretrained_weights: bool = True,
+    ):
         super().__init__()
         self.cfg = cfg
         self.obs_encoder = ObservationEncoder(cfg, imagenet_weights)
-        self.autoencoder = build_autoencoder(cfg.autoencoder) if cfg.future_obs else None
+        self.autoencoder = (
+            build_autoencoder(cfg.autoencoder, pretrained_weights) if cfg.future_obs else None
+        )
         if self.autoencoder is not None:
             self.autoencoder.requires_grad_(False)  # frozen: trained at stage 0 or pretrained
         self.denoiser = UWMDenoiser(cfg)

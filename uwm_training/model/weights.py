@@ -15,7 +15,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .config import ConfigError, PolicySpec, UWMConfig
+from uwm_ros.bundle.config import ConfigError, PolicySpec, UWMConfig
+
 from .uwm import UnifiedWorldModel
 
 FORMAT = "uwm-model/1"
@@ -90,9 +91,18 @@ def read_spec(path: str | Path) -> PolicySpec | None:
         raise WeightsError(f"{path}: stored spec is invalid: {e}") from e
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> UnifiedWorldModel:
-    """Rebuild the model from the stored config and load its weights (strictly)."""
-    model = UnifiedWorldModel(read_config(path))
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", autoencoder_dir: Path | None = None
+) -> UnifiedWorldModel:
+    """Rebuild the model from the stored config and load its weights (strictly).
+
+    The file holds every weight, a pretrained VAE's too, so only that VAE's config.json is
+    read; ``autoencoder_dir`` says where it is when not at the stored path (a bundle's copy).
+    """
+    cfg = read_config(path)
+    if autoencoder_dir is not None:
+        cfg.autoencoder.pretrained_path = str(autoencoder_dir)
+    model = UnifiedWorldModel(cfg, pretrained_weights=False)
     try:
         state = load_file(str(path), device=str(device))
     except (SafetensorError, OSError) as e:

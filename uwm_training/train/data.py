@@ -20,11 +20,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset
 
+from uwm_ros.bundle.contract import Normalizer, image_array
+
 from ..data.dataset import UWMDataset, relative_action_stats
 from ..data.stats import merge_stats
 from ..data.store import Store
 from ..model import PolicySpec, UnifiedWorldModel, UWMConfig
-from ..model.contract import Normalizer, image_tensor
 from .baselines import Windows, measure
 from .config import DataConfig, TrainConfig, TrainError
 
@@ -312,7 +313,8 @@ def _encode_frames(model: UnifiedWorldModel, windows: UWMDataset, device: torch.
         parts = []
         for first in range(0, windows.num_frames, LATENT_BATCH):
             count = min(LATENT_BATCH, windows.num_frames - first)
-            pixels = image_tensor(np.stack([files.read(first + i) for i in range(count)]))
+            frames = np.stack([files.read(first + i) for i in range(count)])
+            pixels = torch.from_numpy(image_array(frames))
             parts.append(model.encode_future(pixels[None, None].to(device))[0, 0].float().cpu())
         views.append(torch.cat(parts, dim=1))  # (C, frames, h, w)
     return torch.stack(views).permute(2, 0, 1, 3, 4).contiguous()  # (frames, V, C, h, w)

@@ -22,8 +22,9 @@ from safetensors.torch import load_file
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from uwm_ros.bundle.config import PRESETS
+
 from ..model import AutoencoderConfig, ConfigError, PolicySpec, UnifiedWorldModel, UWMConfig
-from ..model.config import PRESETS
 from .checkpoint import CheckpointError, checkpoint_config, checkpoint_spec, weights_file
 from .config import TrainConfig, TrainError
 from .data import Source, data_defaults

@@ -2,9 +2,11 @@
 the exporter and every engine, so train/serve skew cannot creep in.
 
 - Images: any camera frame (H, W, 3) uint8 RGB -> ``fit_image`` (resize the short side, centre
-  crop) -> the dataset/model resolution, still uint8 -> ``image_tensor`` -> float [0, 1] CHW.
+  crop) -> the dataset/model resolution, still uint8 -> ``image_array`` -> float32 [0, 1] CHW.
 - Low-dim vectors (actions, proprio): min/max ``Normalizer`` to [-1, 1], as diffusion policies do
   (the DDIM clips predicted x0 to [-1, 1]). Missing statistics raise; nothing passes through.
+
+numpy only, so the runtime needs no torch (``Normalizer`` also takes torch tensors, duck-typed).
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
-from torch import Tensor
 
 
 class ContractError(ValueError):
@@ -41,12 +41,14 @@ def fit_image(image: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def image_tensor(frames: np.ndarray | Tensor) -> Tensor:
-    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [0, 1]."""
-    x = torch.as_tensor(frames)
-    if x.dtype != torch.uint8:
-        raise ContractError(f"expected uint8 frames, got {x.dtype}")
-    return x.movedim(-1, -3).float().div_(255.0)
+def image_array(frames: np.ndarray) -> np.ndarray:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [0, 1] (contiguous)."""
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        raise ContractError(f"expected uint8 frames, got {frames.dtype}")
+    x = np.ascontiguousarray(np.moveaxis(frames, -1, -3), dtype=np.float32)
+    x /= np.float32(255.0)  # in float32, bit for bit what the torch version computed
+    return x
 
 
 @dataclass(frozen=True)
@@ -85,19 +87,18 @@ class Normalizer:
     def dim(self) -> int:
         return len(self.min)
 
-    def _affine(self, like: np.ndarray | Tensor) -> tuple[Any, Any]:
+    def _affine(self, like: Any) -> tuple[Any, Any]:
         lo, hi = np.array(self.min), np.array(self.max)
         half = (hi - lo) / 2
         scale = np.where(half > 1e-8, half, 1.0)  # constant dims: (x - lo) / 1 = 0
         center = np.where(half > 1e-8, lo + half, lo)
-        if isinstance(like, Tensor):
-            return (
-                torch.as_tensor(center, dtype=like.dtype, device=like.device),
-                torch.as_tensor(scale, dtype=like.dtype, device=like.device),
-            )
-        return center.astype(like.dtype), scale.astype(like.dtype)
+        if isinstance(like, np.ndarray):
+            return center.astype(like.dtype), scale.astype(like.dtype)
+        # A torch tensor (training side), duck-typed so this module never imports torch:
+        # new_tensor casts to its dtype and device.
+        return like.new_tensor(center), like.new_tensor(scale)
 
-    def _per_step(self, x: np.ndarray | Tensor) -> bool:
+    def _per_step(self, x: Any) -> bool:
         """True for chunk statistics: one min/max per (step, dim) of (..., h, d) values."""
         if x.shape[-1] == self.dim:
             return False

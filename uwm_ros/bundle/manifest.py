@@ -1,26 +1,27 @@
 """The policy bundle: the one contract between training and the runtime (DESIGN §8).
 
 A directory with ``bundle.yaml`` (this module's ``Manifest``), ``weights.safetensors`` and ONNX
-graphs. ``graph_signature`` derives every graph's input/output names and shapes from the model
-config: the exporter writes them, ``check_bundle`` verifies manifest, files and graphs against it.
+graphs, each listed in ``files`` with its size and sha256 (``verify`` checks them on every load).
+``graph_signature`` derives every graph's input/output names and shapes from the model config:
+the exporter writes them, ``check_bundle`` verifies manifest, files and graphs against it.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, NamedTuple
 
 import yaml
 
-from uwm_training.model import PolicySpec, UWMConfig
-from uwm_training.model.config import ConfigError
+from .config import ConfigError, PolicySpec, UWMConfig
 
-FORMAT = "uwm-bundle/1"
+FORMAT = "uwm-bundle/2"  # /2: files carry sizes; names are checked to stay inside
 EXPORTER_VERSION = "0.1.0"
 MIN_OPSET = 18  # torch.onnx dynamo export needs >= 18
 WEIGHTS = "weights.safetensors"
+VAE_DIR = "vae"  # a pretrained diffusers VAE's config.json (weights: in WEIGHTS)
 LOOP_MODES = ("policy", "video", "forward_dynamics", "inverse_dynamics", "joint")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -29,6 +30,21 @@ Shapes = dict[str, list[int]]
 
 class BundleError(ValueError):
     """A bundle is missing, inconsistent or corrupt; the message names the file."""
+
+
+class FileRecord(NamedTuple):
+    """What a bundle file must be: its content hash and size in bytes."""
+
+    sha256: str
+    size: int
+
+
+def check_name(name: str, where: str) -> str:
+    """``name`` if it is a canonical relative POSIX path that stays inside the bundle."""
+    pure = PurePosixPath(name)
+    if not name or "\\" in name or pure.is_absolute() or ".." in pure.parts or str(pure) != name:
+        raise BundleError(f"{where}: file name {name!r} must be a relative path inside the bundle")
+    return name
 
 
 @dataclass
@@ -52,7 +68,7 @@ class Manifest:
     opset: int
     modes: list[str]
     graphs: list[GraphEntry]
-    files: dict[str, str]  # file name -> sha256
+    files: dict[str, FileRecord]  # relative path -> hash and size
     source: dict[str, str] = field(default_factory=dict)  # checkpoint name and sha256
     exporter_version: str = EXPORTER_VERSION
 
@@ -84,7 +100,7 @@ class Manifest:
             "modes": self.modes,
             "source": self.source,
             "graphs": [vars(g) for g in self.graphs],
-            "files": self.files,
+            "files": {name: r._asdict() for name, r in self.files.items()},
         }
 
     @classmethod
@@ -92,21 +108,33 @@ class Manifest:
         if d.get("format") != FORMAT:
             raise BundleError(f"{where}: format is {d.get('format')!r}, expected {FORMAT!r}")
         try:
-            return cls(
+            manifest = cls(
                 model=UWMConfig.from_dict(d["model"]),
                 spec=PolicySpec.from_dict(d["spec"]),
                 opset=int(d["opset"]),
                 modes=list(d["modes"]),
                 graphs=[GraphEntry(**g) for g in d["graphs"]],
-                files=dict(d["files"]),
+                files={
+                    check_name(str(n), where): FileRecord(str(r["sha256"]), int(r["size"]))
+                    for n, r in d["files"].items()
+                },
                 source=dict(d.get("source", {})),
                 exporter_version=str(d["exporter_version"]),
             )
+        except BundleError:
+            raise
         except (KeyError, TypeError, ValueError, ConfigError) as e:
             raise BundleError(f"{where}: invalid manifest: {e!r}") from e
+        unlisted = [
+            n for n in (WEIGHTS, *(g.file for g in manifest.graphs)) if n not in manifest.files
+        ]
+        if unlisted:  # an unlisted file would be loaded unverified
+            raise BundleError(f"{where}: {unlisted} used but not listed in 'files'")
+        return manifest
 
 
 def sha256(path: Path) -> str:
+    """Hex digest of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -156,8 +184,13 @@ def graph_signature(cfg: UWMConfig, name: str, batch: int) -> tuple[Shapes, Shap
     return inputs, outputs
 
 
+def file_record(path: Path) -> FileRecord:
+    """The record of a file as it is on disk now (the exporter writes these)."""
+    return FileRecord(sha256(path), path.stat().st_size)
+
+
 def read_manifest(bundle: str | Path) -> Manifest:
-    """Parse bundle.yaml (no file checks; see ``check_bundle``)."""
+    """Parse bundle.yaml; file names are checked, contents not (see ``verify``)."""
     path = Path(bundle) / "bundle.yaml"
     if not path.is_file():
         raise BundleError(f"{path}: not found (is {bundle} a policy bundle?)")
