@@ -21,9 +21,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from uwm_ros.bundle.contract import Normalizer
+
 from ..data.video import VideoWriter
 from ..model import UnifiedWorldModel
-from ..model.contract import Normalizer
 from .optim import autocast
 
 TILE = 96  # pixels per GIF tile: small frames are upscaled so a person can see them

@@ -22,9 +22,10 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from uwm_ros.bundle.contract import Normalizer
+
 from ..model import PolicySpec, UnifiedWorldModel
 from ..model.autoencoder import KLAutoencoder
-from ..model.contract import Normalizer
 from . import dist
 from .augment import random_shift
 from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, step_dirs
