@@ -43,8 +43,8 @@ class Budget:
         return self.minutes * self.autoencoder_share
 
 
-FULL = Budget(expert_episodes=200, video_episodes=60, minutes=15.0, eval_episodes=50,
-              dds_episodes=5, curve_every=3.0)  # fmt: skip
+FULL = Budget(expert_episodes=200, video_episodes=60, minutes=20.0, eval_episodes=50,
+              dds_episodes=5, curve_every=4.0)  # fmt: skip
 QUICK = Budget(expert_episodes=6, video_episodes=3, minutes=0.6, eval_episodes=4,
                dds_episodes=1, curve_every=0.2, batch_size=4)  # fmt: skip
 # The recipe of the learning study (README, bench/learning.py) on top of the small preset.
@@ -291,5 +291,5 @@ def register(sub: Any) -> None:
     ))  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory")
     p.add_argument("--quick", action="store_true", help="tiny budgets: checks the pipeline")
-    p.add_argument("--minutes", type=float, help="training wall time (default 15; quick 0.6)")
+    p.add_argument("--minutes", type=float, help="training wall time (default 20; quick 0.6)")
     p.set_defaults(func=_cmd_demo)
