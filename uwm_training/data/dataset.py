@@ -61,8 +61,7 @@ class UWMDataset(Dataset[dict[str, Tensor]]):
 
     Items: ``obs_images`` (V, h_o, 3, H, W) float in [0, 1], ``proprio`` (h_o, P) normalised,
     ``actions`` (h_a, d_a) normalised to [-1, 1] (zeros when action-free), ``future_images``
-    (V, h_o', 3, H, W), ``future_index`` (h_o',) their frame indices, ``has_action`` bool, and
-    with ``relative_to`` the ``reference`` joints (d_a,) in robot units.
+    (V, h_o', 3, H, W), ``future_index`` (h_o',) their frame indices, ``has_action`` bool.
     """
 
     def __init__(
@@ -177,9 +176,7 @@ class UWMDataset(Dataset[dict[str, Tensor]]):
         if self.read_future:
             item["future_images"] = pixels[:, self.h_o :]
         if self.reference is not None:
-            reference = self.reference[t]
-            actions = self.relative_norm.normalize(actions - reference).astype(np.float32)
-            item["reference"] = torch.from_numpy(reference.astype(np.float32))
+            actions = self.relative_norm.normalize(actions - self.reference[t]).astype(np.float32)
         actions = actions if has_action else np.zeros_like(actions)
         item["actions"] = torch.from_numpy(np.ascontiguousarray(actions, np.float32))
         return item
