@@ -292,6 +292,25 @@ def robot_messages(
     return msgs
 
 
+def camera_messages(stamps: Sequence[int], topic: str = "/front/image_raw") -> list[Message]:
+    """One camera's frames at these stamps (frame i shows ``frame_image(i, 0)``), received 5 ms
+    later."""
+    return [(topic, s + 5_000_000, image_msg(s, frame_image(i, 0))) for i, s in enumerate(stamps)]
+
+
+def jittered(count: int, hz: float, jitter_ns: int = 1_000_000, seed: int = 0) -> list[int]:
+    """``count`` stamps at ``hz`` from T0, each moved by up to +-``jitter_ns`` (uniform)."""
+    rng = np.random.default_rng(seed)
+    base = T0 + np.round(np.arange(count) * 1e9 / hz).astype(np.int64)
+    return (base + rng.integers(-jitter_ns, jitter_ns + 1, count)).tolist()
+
+
+def frame_indices(frames: Iterable[np.ndarray]) -> list[int]:
+    """Which ``frame_image(i, 0)`` each stored frame shows (i modulo 251: colours repeat)."""
+    inverse = pow(7, -1, 251)
+    return [int(frame[0, 0, 0]) * inverse % 251 for frame in frames]
+
+
 def convert_config(tmp_path: Path, **overrides: Any) -> Path:
     """Write a convert config for ``robot_messages`` bags (overrides replace top-level keys)."""
     cfg: dict[str, Any] = {

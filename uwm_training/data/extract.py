@@ -145,7 +145,7 @@ class BagConverter:
         self.bag, self.cfg = bag, cfg
         if not bag.count:
             raise BagError(bag.name, "empty bag: no messages")
-        self.timeline = Timeline(cfg.fps)
+        self.timeline = Timeline(cfg.fps, clock=next(iter(cfg.cameras)))
         self.handlers: dict[str, Callable[[int, bytes], None]] = {}
         self.unnormalized_stamps = 0
         self._clocks_checked = False
