@@ -353,6 +353,7 @@ def convert(
     append: bool = False,
     workers: int = 1,
     progress: bool = False,
+    allow_losses: bool = False,
 ) -> list[dict[str, Any]]:
     """Run the conversion as ``uwm convert`` does (by default without progress bars)."""
     from uwm_training.data.config import load_config
@@ -361,7 +362,8 @@ def convert(
 
     cfg = load_config(config)
     jobs = bag_jobs(bags, cfg)
-    return build_dataset(jobs, out, append, workers, dataset_spec(cfg, None), progress)
+    spec = dataset_spec(cfg, None)
+    return build_dataset(jobs, out, append, workers, spec, progress, allow_losses)
 
 
 def leftovers(folder: Path) -> list[Path]:

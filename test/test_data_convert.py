@@ -25,6 +25,7 @@ from data_helpers import (
     write_bag,
 )
 
+from uwm_training.data.errors import DataError
 from uwm_training.data.store import Store
 from uwm_training.model.contract import Normalizer
 
@@ -105,7 +106,12 @@ def test_camera_silent_for_seconds_drops_exactly_those_frames(tmp_path: Path) ->
     resolved by the receive clock, and the frames are the brute-force reference's."""
     msgs = robot_messages(seconds=6.0, drop=tuple(range(60, 150)))
     bag = write_bag(tmp_path / "bag", msgs)
-    (report,) = convert([bag], tmp_path / "ds", convert_config(tmp_path))
+    with pytest.raises(
+        DataError, match=r"lost 29 of 61 frames .* front \(30\.\d Hz\) had no sample"
+    ):
+        convert([bag], tmp_path / "ds", convert_config(tmp_path))
+    assert not (tmp_path / "ds").exists()
+    (report,) = convert([bag], tmp_path / "ds", convert_config(tmp_path), allow_losses=True)
     expected = reference(msgs, 10, SKEWS)
     store = Store(tmp_path / "ds")
     assert store.num_frames == len(expected) == report["frames"] and report["dropped"] >= 29
@@ -243,10 +249,10 @@ def test_bool_markers_pause_recording(tmp_path: Path) -> None:
 def test_gaps_split_episodes_or_drop_frames(tmp_path: Path) -> None:
     msgs = robot_messages(seconds=4.0, drop=tuple(range(45, 70)))  # front camera out 0.8 s
     bag = write_bag(tmp_path / "bag", msgs)
-    (dropped,) = convert([bag], tmp_path / "a", convert_config(tmp_path))
+    (dropped,) = convert([bag], tmp_path / "a", convert_config(tmp_path), allow_losses=True)
     assert Store(tmp_path / "a").num_episodes == 1 and dropped["dropped"] >= 7
     cfg = convert_config(tmp_path, episodes={"split_gap": 0.5, "min_frames": 3})
-    (split,) = convert([bag], tmp_path / "b", cfg)
+    (split,) = convert([bag], tmp_path / "b", cfg, allow_losses=True)
     assert Store(tmp_path / "b").num_episodes == 2 and split["splits"] == 1
     assert split["frames"] == dropped["frames"]
 

@@ -68,8 +68,9 @@ def _convert(args: argparse.Namespace) -> int:
     bags = [s for s in sources if isinstance(s, Path)]
     videos = [s for s in sources if isinstance(s, dict)]
     jobs = bag_jobs(bags, cfg) + video_jobs(videos, cfg.fps, cfg.image_size, cfg.skew_ns(None))
+    spec = dataset_spec(cfg, None)
     reports = build_dataset(
-        jobs, args.out, args.append, args.workers, dataset_spec(cfg, None), not args.quiet
+        jobs, args.out, args.append, args.workers, spec, not args.quiet, args.allow_losses
     )
     print("\n".join(format_report(r) for r in reports))
     print(f"wrote {args.out}")
@@ -83,7 +84,9 @@ def _convert_video(args: argparse.Namespace) -> int:
     fps, size, cameras = video_settings(args.out, args.append, args.fps, args.size, args.cameras)
     entries = [parse_video_arg(v, cameras) for v in args.videos]
     jobs = video_jobs(entries, fps, size, round(args.max_skew * 1e9), cameras)
-    reports = build_dataset(jobs, args.out, args.append, args.workers, None, not args.quiet)
+    reports = build_dataset(
+        jobs, args.out, args.append, args.workers, None, not args.quiet, args.allow_losses
+    )
     for r in reports:
         print(f"{r['source']}: {r['frames']} frames")
     print(f"wrote {args.out}")
@@ -194,3 +197,9 @@ def _output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--append", action="store_true", help="add episodes to an existing dataset")
     p.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--allow-losses",
+        action="store_true",
+        help="keep sources that yield no episode or lose more than 10%% of their frames "
+        "(by default the conversion fails, naming the cause and the config fix)",
+    )

@@ -107,6 +107,7 @@ class StreamStats:
         return {
             "messages": self.messages,
             "rate_hz": round((self.messages - 1) / span, 2) if span > 0 else 0.0,
+            "nominal_hz": round(1e9 / self._nominal, 2) if self._nominal else None,
             "gaps": self.gaps,
             "missing_messages": self.missing,
         }

@@ -23,7 +23,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -344,6 +344,7 @@ def staged(out: Path, append: bool) -> Iterator[Path]:
     if out.exists() and not append:
         raise DatasetError(f"{out}: exists; pass --append to add episodes, or choose a new path")
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    created = [p for p in out.parents if not p.exists()]  # innermost first
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         if append:
@@ -353,6 +354,9 @@ def staged(out: Path, append: bool) -> Iterator[Path]:
         replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for parent in created:  # the folders made for the output, if nothing else is in them
+            with suppress(OSError):
+                parent.rmdir()
         raise
 
 
