@@ -219,6 +219,41 @@ def downgrade_sqlite(bag: Path, with_qos: bool = True) -> None:
     old.unlink()
 
 
+def split_bag(path: Path, messages: list[Message], parts: int = 2) -> Path:
+    """A split mcap bag (as ``ros2 bag record --max-bag-duration`` writes): ``parts`` storage
+    files of consecutive receive-time ranges under one metadata.yaml."""
+    ordered = sorted(messages, key=lambda m: m[1])
+    size = -(-len(ordered) // parts)
+    path.mkdir()
+    metas = []
+    for i in range(parts):
+        bag = write_bag(path / f"part{i}", ordered[i * size : (i + 1) * size], storage="mcap")
+        storage_file(bag).rename(path / f"{path.name}_{i}.mcap")
+        metas.append(yaml.safe_load((bag / "metadata.yaml").read_text()))
+        (bag / "metadata.yaml").unlink()
+        bag.rmdir()
+    infos = [m["rosbag2_bagfile_information"] for m in metas]
+    info = infos[0]
+    info["relative_file_paths"] = [f"{path.name}_{i}.mcap" for i in range(parts)]
+    info["files"] = [
+        {**part["files"][0], "path": f"{path.name}_{i}.mcap"} for i, part in enumerate(infos)
+    ]
+    counts: dict[str, int] = {}
+    for part in infos:
+        for topic in part["topics_with_message_count"]:
+            name = topic["topic_metadata"]["name"]
+            counts[name] = counts.get(name, 0) + topic["message_count"]
+    for topic in info["topics_with_message_count"]:
+        topic["message_count"] = counts[topic["topic_metadata"]["name"]]
+    info["message_count"] = sum(counts.values())
+    end = (
+        infos[-1]["starting_time"]["nanoseconds_since_epoch"] + infos[-1]["duration"]["nanoseconds"]
+    )
+    info["duration"] = {"nanoseconds": end - info["starting_time"]["nanoseconds_since_epoch"]}
+    (path / "metadata.yaml").write_text(yaml.safe_dump(metas[0]))
+    return path
+
+
 def truncate(path: Path, fraction: float = 0.6) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * fraction)])

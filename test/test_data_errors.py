@@ -118,12 +118,6 @@ def count_mismatch(tmp: Path) -> Path:
     return bag
 
 
-def compressed_db3_alone(tmp: Path) -> Path:
-    bag = write_bag(tmp / "bag", robot_messages(seconds=1.5), compression="message")
-    db = storage_file(bag)
-    return db.rename(tmp / db.name)  # the storage file without its metadata.yaml
-
-
 def ros1_bag(tmp: Path) -> Path:
     path = tmp / "old.bag"
     path.write_bytes(b"#ROSBAG V2.0\n")
@@ -157,8 +151,6 @@ CASES: dict[str, tuple[Case, str, str | None, str | None]] = {
                             "name"),
     "declared count mismatch": (count_mismatch, "read 375 messages but the bag declares 385",
                                 "/joint_states", None),
-    "zstd messages without metadata": (compressed_db3_alone, "zstd-compressed", "/joint_states",
-                                       None),
     "ROS 1 bag file": (ros1_bag, "a ROS 1 bag file", None, None),
     "needed topic of an unknown type": (undecodable_needed_topic, "no message definition",
                                         "/wrist/image_raw", None),

@@ -67,7 +67,9 @@ def _convert(args: argparse.Namespace) -> int:
     sources = select_shard([*map(Path, args.bags), *cfg.video], args.shard)
     bags = [s for s in sources if isinstance(s, Path)]
     videos = [s for s in sources if isinstance(s, dict)]
-    jobs = bag_jobs(bags, cfg) + video_jobs(videos, cfg.fps, cfg.image_size, cfg.skew_ns(None))
+    jobs = bag_jobs(bags, cfg, args.allow_missing_files) + video_jobs(
+        videos, cfg.fps, cfg.image_size, cfg.skew_ns(None)
+    )
     spec = dataset_spec(cfg, None)
     reports = build_dataset(
         jobs, args.out, args.append, args.workers, spec, not args.quiet, args.allow_losses
@@ -147,6 +149,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _output_args(p)
     p.add_argument(
         "--shard", metavar="I/N", help="convert every N-th source from the I-th (0-based)"
+    )
+    p.add_argument(
+        "--allow-missing-files",
+        action="store_true",
+        help="convert the storage files present of a split bag whose other files are missing",
     )
 
     p = _add(

@@ -107,8 +107,11 @@ def select_shard(sources: Sequence[Any], shard: str | None) -> list[Any]:
     return sorted(sources, key=str)[i::n]
 
 
-def bag_jobs(bags: Sequence[Path], cfg: ConvertConfig) -> list[Job]:
-    return [Job(str(bag), convert_bag, (Path(bag), cfg)) for bag in bags]
+def bag_jobs(
+    bags: Sequence[Path], cfg: ConvertConfig, allow_missing_files: bool = False
+) -> list[Job]:
+    """One job per bag; ``allow_missing_files``: convert what is present of split bags."""
+    return [Job(str(bag), convert_bag, (Path(bag), cfg, allow_missing_files)) for bag in bags]
 
 
 def build_dataset(

@@ -335,10 +335,12 @@ class BagConverter:
 def convert_bag(
     path: Path,
     cfg: ConvertConfig,
+    allow_missing_files: bool,
     part: Path,
     converter: dict[str, Any],
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Convert one bag into a part store at ``part``; returns its report."""
-    with Bag(path, cfg.typestore) as bag:
+    """Convert one bag into a part store at ``part``; returns its report. A split bag with
+    storage files missing is refused unless ``allow_missing_files`` (then: the files present)."""
+    with Bag(path, cfg.typestore, allow_missing_files) as bag:
         return BagConverter(bag, cfg, part, converter).run(progress)

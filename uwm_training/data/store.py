@@ -33,13 +33,9 @@ import zarr
 from zarr.codecs import BytesCodec, ShardingCodec, ShardingCodecIndexLocation, ZstdCodec
 
 from ..atomic import replace_dir
+from .compress import zstd
 from .errors import DatasetError
 from .stats import merge_stats
-
-try:  # the standard library's from Python 3.14; rosbags depends on this backport before that
-    from compression import zstd
-except ImportError:
-    from backports import zstd
 
 FORMAT = 1
 ZSTD_LEVEL = 1  # frames barely compress better at 3 and encode ~1.4x slower
