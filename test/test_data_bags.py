@@ -25,10 +25,10 @@ from data_helpers import (
     write_bag,
 )
 
+from uwm_training.data.baginfo import bag_info, format_bag_info
 from uwm_training.data.config import load_config
 from uwm_training.data.convert import bag_jobs, build_dataset
 from uwm_training.data.errors import BagError
-from uwm_training.data.report import bag_info, format_bag_info
 from uwm_training.data.store import Store
 
 MSGS = robot_messages(seconds=1.5)

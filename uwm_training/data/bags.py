@@ -275,15 +275,18 @@ class Bag:
         return info
 
     # ----- reading ------------------------------------------------------------------------------
-    def messages(self, topics: Iterable[str]) -> Iterator[tuple[str, int, bytes]]:
-        """(topic, receive ns, raw CDR) in receive order; checks counts against the bag's."""
+    def messages(
+        self, topics: Iterable[str], stop_ns: int | None = None
+    ) -> Iterator[tuple[str, int, bytes]]:
+        """(topic, receive ns, raw CDR) in receive order; checks counts against the bag's
+        (unless ``stop_ns`` ends the read early: messages received before it)."""
         wanted = [self.topics[t] for t in topics]
         conns = [c for t in wanted for c in t.connections]
         if not conns:
             return
         counts: Counter[str] = Counter()
         zstd_topics: set[str] = set()  # compressed per message, though nothing declares it
-        stream = self._reader.messages(connections=conns)
+        stream = self._reader.messages(connections=conns, stop=stop_ns)
         while True:
             try:
                 conn, recv_ns, raw = next(stream)
@@ -304,6 +307,8 @@ class Bag:
                 raw = _decompress(self.name, conn.topic, raw)
             counts[conn.topic] += 1
             yield conn.topic, recv_ns, raw
+        if stop_ns is not None:
+            return
         for info in wanted:
             if counts[info.name] != info.count:
                 raise BagError(

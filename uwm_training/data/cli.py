@@ -46,13 +46,21 @@ def _add(
 
 # ----- handlers ---------------------------------------------------------------------------------
 def _bag_info(args: argparse.Namespace) -> int:
-    from .report import bag_info, format_bag_info
+    from .baginfo import bag_info, format_bag_info
 
+    if args.config_out and len(args.bags) != 1:
+        raise DataError("--config-out: give one bag to start the config from")
     infos = [bag_info(bag, args.typestore, args.scan) for bag in args.bags]
     if args.json:
         print(json.dumps(infos if len(infos) > 1 else infos[0], indent=2))
     else:
         print("\n\n".join(format_bag_info(info) for info in infos))
+    if args.config_out:
+        from .starter import starter_config, write_config
+
+        cfg, notes = starter_config(args.bags[0], args.typestore)
+        write_config(cfg, args.config_out, str(args.bags[0]))
+        print(f"wrote {args.config_out}: " + "; ".join(notes), file=sys.stderr)
     return 0
 
 
@@ -129,13 +137,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         bag_sub, "info", _bag_info,
         "topics, types, counts, rates, time range, storage/compression and problems of a bag "
         "(rosbag2 folder, any name, or a single .mcap/.db3 file)",
-        "  uwm bag info recordings/pick_01\n  uwm bag info --scan recordings/*.mcap",
+        "  uwm bag info recordings/pick_01\n  uwm bag info --scan recordings/*.mcap\n"
+        "  uwm bag info recordings/pick_01 --config-out convert.yaml  # a config to start from",
     )  # fmt: skip
     p.add_argument("bags", nargs="+", type=Path, metavar="BAG")
     p.add_argument("--scan", action="store_true", help="read every message: exact rates, "
                    "stamps going backwards, counts checked against the declared ones")  # fmt: skip
     p.add_argument("--typestore", default="humble", help="distro for bags without definitions")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--config-out", type=Path, metavar="YAML", help="write a starting convert "
+                   "config from what the bag holds (cameras, joints, command topic, fps)")  # fmt: skip
 
     p = _add(
         sub, "convert", _convert,
