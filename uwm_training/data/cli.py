@@ -145,8 +145,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "stamps going backwards, counts checked against the declared ones")  # fmt: skip
     p.add_argument("--typestore", default="humble", help="distro for bags without definitions")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--config-out", type=Path, metavar="YAML", help="write a starting convert "
-                   "config from what the bag holds (cameras, joints, command topic, fps)")  # fmt: skip
+    p.add_argument(
+        "--config-out", type=Path, metavar="YAML",
+        help="write a starting convert config from the bag (cameras, joints, command, fps)",
+    )  # fmt: skip
 
     p = _add(
         sub, "convert", _convert,

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from .bags import Bag, Topic
 from .baginfo import NO_CAMERA, SAMPLE_S
+from .bags import Bag, Topic
 from .config import LOWDIM_KEYS, ConvertConfig
 from .errors import BagError
 from .messages import (
