@@ -62,9 +62,11 @@ class EpisodeBuilder:
         if not self.recording or any(values[s].status == NONE for s in self.required):
             self.invalid = 0  # paused, or lead-in before every stream has started
             return
-        self.counts["ticks"] += 1
         self._count(values)
-        if any(values[s].status == STALE for s in self.required):
+        stale = sum(values[s].status == STALE for s in self.required)
+        if stale < len(self.required):  # every stream stale: the recording paused, nothing lost
+            self.counts["ticks"] += 1
+        if stale:
             self.invalid += 1
             return
         if self.invalid:

@@ -1,7 +1,8 @@
 """A conversion that silently loses data fails instead, saying why and what to change.
 
-A source that yields no episode, or whose grid ticks (after the lead-in, while recording) lose
-more than ``LOSS_LIMIT`` of their frames, is almost always a config that does not fit the
+A source that yields no episode, or whose grid ticks (after the lead-in, while recording, and
+with some stream in tolerance: a pause where every stream is silent loses nothing) lose more
+than ``LOSS_LIMIT`` of their frames, is almost always a config that does not fit the
 recording: a camera slower than ``fps``, a ``max_skew`` tighter than the stamps allow, a
 ``min_frames`` longer than the episodes. The message reads the conversion report: each
 stream's measured rate and out-of-tolerance ticks, and the episodes discarded as too short.
