@@ -120,37 +120,35 @@ class Stream:
         self.name, self.max_skew_ns, self.by_receive = name, max_skew_ns, by_receive
         self.stats = StreamStats()
         self.stamps: deque[int] = deque()
-        self.samples: deque[tuple[int, Any]] = deque()  # (seq, payload), as ``stamps``
-        self.horizon = -math.inf  # no later sample can be stamped before this
-        self._latency = 0
+        self.payloads: deque[Any] = deque()
+        self.first_seq = 0  # index in the stream of payloads[0]
+        self.last: float = -math.inf  # the newest stamp
+        self._latency = 0  # receive time - stamp, the most seen
 
     def push(self, stamp: int, payload: Any, recv_ns: int) -> None:
         """A sample (stamps must not go backwards)."""
-        if self.stamps and stamp < self.stamps[-1]:
+        if stamp < self.last:
             raise StampsBackwards(
-                f"stamps go backwards: {stamp / 1e9:.6f} s after {self.stamps[-1] / 1e9:.6f} s"
+                f"stamps go backwards: {stamp / 1e9:.6f} s after {self.last / 1e9:.6f} s"
             )
+        self.last = stamp
         self.stamps.append(stamp)
-        self.samples.append((self.stats.messages, payload))
+        self.payloads.append(payload)
         self.stats.add(stamp)
-        if stamp > self.horizon:
-            self.horizon = stamp
         if recv_ns - stamp > self._latency:
             self._latency = recv_ns - stamp
 
-    def clock(self, now_ns: int) -> None:
-        """The bag's receive clock reached ``now_ns``: later samples are stamped after ..."""
-        if self.by_receive:
-            self.horizon = max(self.horizon, now_ns)
-        elif self.stats.messages:
-            self.horizon = max(self.horizon, now_ns - self._latency - SLACK_NS)
-
-    def resolvable(self, t: int) -> bool:
-        """No later sample can be nearer to ``t`` (within tolerance) than the ones held."""
-        if self.stamps and self.stamps[-1] >= t:
-            return True
-        reach = self.max_skew_ns if not self.stamps else min(self.max_skew_ns, t - self.stamps[-1])
-        return self.horizon - t > reach
+    def wake(self, t: int) -> float:
+        """The receive time after which no later sample can be nearer to ``t`` (within the
+        tolerance) than the ones held (-inf: already; inf: only a sample can tell)."""
+        if self.last >= t:
+            return -math.inf
+        reach = min(self.max_skew_ns, t - self.last)
+        if self.by_receive:  # later samples are stamped at or after the receive clock
+            return t + reach
+        if not self.stats.messages:
+            return math.inf  # the latency of header stamps is unknown before a sample
+        return t + reach + self._latency + SLACK_NS
 
     def resolve(self, t: int) -> Resolved:
         """This stream at tick ``t`` (resolvable); forgets the samples no later tick can use."""
@@ -159,7 +157,7 @@ class Stream:
             started = self.stats.messages and self.stats.first_ns <= t + self.max_skew_ns
             self._forget(bisect.bisect_right(self.stamps, t) - 1)
             return Resolved(STALE if started else NONE)
-        stamp, (seq, payload) = self.stamps[i], self.samples[i]
+        stamp, payload, seq = self.stamps[i], self.payloads[i], self.first_seq + i
         self._forget(i)
         # A payload may know an older age than its stamp (merged joint states: the oldest
         # joint), or that it is not complete yet (None).
@@ -169,19 +167,11 @@ class Stream:
         skew = max(abs(stamp - t), t - age)
         return Resolved(OK if skew <= self.max_skew_ns else STALE, payload, seq, skew, stamp)
 
-    def prune_before(self, t: int) -> None:
-        """Before the grid starts: forget samples stamped before ``t`` (keeping the newest)."""
-        self._forget(min(bisect.bisect_left(self.stamps, t), len(self.stamps) - 1))
-
     def _forget(self, n: int) -> None:
         for _ in range(n):
             self.stamps.popleft()
-            self.samples.popleft()
-
-    @property
-    def end(self) -> float:
-        """After the bag ended: the last tick this stream can still serve."""
-        return self.stamps[-1] + self.max_skew_ns if self.stamps else -math.inf
+            self.payloads.popleft()
+        self.first_seq += max(n, 0)
 
 
 Tick = tuple[int, int, dict[str, Resolved]]  # (tick index, tick ns, stream -> value)
@@ -191,7 +181,8 @@ class Timeline:
     """The frame grid and its streams; ``ready()`` returns ticks every stream has resolved.
 
     ``clock`` names the stream (a camera) whose first sample anchors the grid and whose phase
-    the grid follows while it runs at the grid rate.
+    the grid follows while it runs at the grid rate. The reader sets ``now``, the bag's
+    receive clock, as it goes (``finish()``: the bag ended).
     """
 
     def __init__(self, fps: float, clock: str) -> None:
@@ -200,9 +191,12 @@ class Timeline:
         self.t0: int | None = None
         self.phase = 0.0  # ns the grid has moved to follow the clock camera
         self.streams: dict[str, Stream] = {}
-        self.finished = False
-        self._next = 0
-        self._blocker: Stream | None = None  # the stream that could not resolve the next tick
+        self.now: float = -math.inf
+        self._next = 0  # the next tick: index, time
+        self._t = 0
+        self._end = math.inf  # after finish(): the last tick any stream can serve
+        self._blocker: Stream | None = None  # a stream that cannot resolve the next tick ...
+        self._wake = math.inf  # ... before this receive time (or a new sample)
 
     @property
     def started(self) -> bool:
@@ -212,49 +206,52 @@ class Timeline:
         assert self.t0 is not None
         return self.t0 + round(k * self.period_ns + self.phase)
 
-    def add(self, name: str, max_skew_ns: int, by_receive: bool) -> None:
-        self.streams[name] = Stream(name, max_skew_ns, by_receive)
+    def add(self, name: str, max_skew_ns: int, by_receive: bool) -> Stream:
+        stream = self.streams[name] = Stream(name, max_skew_ns, by_receive)
+        return stream
 
     def push(self, name: str, stamp: int, payload: Any, recv_ns: int) -> None:
-        """A sample; the grid starts at the clock stream's first sample."""
-        stream = self.streams[name]
-        stream.push(stamp, payload, recv_ns)
-        if self.t0 is None:
-            if name == self.clock_stream:
-                self.t0 = stamp
-            else:  # hold only what the clock stream's first sample could still need
-                stream.prune_before(stamp - 2 * SLACK_NS)
-
-    def clock(self, now_ns: int) -> None:
-        """The bag's receive clock reached ``now_ns``."""
-        for stream in self.streams.values():
-            stream.clock(now_ns)
+        self.streams[name].push(stamp, payload, recv_ns)
 
     def finish(self) -> None:
         """The bag ended: every tick any stream can still serve becomes resolvable."""
-        self.finished = True
-        for stream in self.streams.values():
-            stream.horizon = math.inf
+        self.now = math.inf
+        self._end = min(s.last + s.max_skew_ns for s in self.streams.values())
 
-    def ready(self) -> list[Tick]:
+    def ready(self) -> tuple[Tick, ...] | list[Tick]:
         """The ticks all streams have resolved since the last call (called per message)."""
-        if self.t0 is None:
-            return []
-        t, ticks = self.tick(self._next), list[Tick]()
-        if self._blocker is not None and not self._blocker.resolvable(t):
-            return ticks  # (the common case, per message: one check)
-        streams = self.streams.values()
-        end = min(s.end for s in streams) if self.finished else math.inf
-        while t <= end:
-            self._blocker = next((s for s in streams if not s.resolvable(t)), None)
-            if self._blocker is not None:
-                break
+        b = self._blocker
+        if b is not None and b.last < self._t and self.now <= self._wake:
+            return ()  # (the common case, per message: nothing new for the stream waited on)
+        if self.t0 is None and not self._start():
+            return ()
+        streams, ticks = self.streams.values(), list[Tick]()
+        t = self._t
+        while t <= self._end:
+            for s in streams:
+                wake = s.wake(t)
+                if self.now <= wake:
+                    self._blocker, self._wake = s, wake
+                    return ticks
             values = {s.name: s.resolve(t) for s in streams}
             ticks.append((self._next, t, values))
             self._follow(values[self.clock_stream], t)
             self._next += 1
-            t = self.tick(self._next)
+            t = self._t = self.tick(self._next)
+        self._blocker, self._wake = None, math.inf
         return ticks
+
+    def _start(self) -> bool:
+        """Anchor the grid on the clock stream's first sample, once there is one; until then
+        the other streams hold only what that sample could still need."""
+        clock = self.streams[self.clock_stream]
+        if not clock.stamps:
+            for s in self.streams.values():
+                if len(s.stamps) > 1:
+                    s._forget(bisect.bisect_left(s.stamps, s.last - 2 * SLACK_NS) - 1)
+            return False
+        self.t0 = self._t = clock.stamps[0]
+        return True
 
     def _follow(self, clock: Resolved, t: int) -> None:
         """Move the grid toward the clock camera's frame (when it runs at the grid rate)."""
