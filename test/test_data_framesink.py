@@ -36,9 +36,9 @@ def test_offloaded_frames_are_the_in_process_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A 5 Hz camera serving two ticks each (repeats), short episodes discarded (rewinds, one
-    across a shard boundary), more than a shard of frames."""
+    across the first shard boundary, 64), more than a shard of frames."""
     msgs = robot_messages(seconds=14.0, camera_hz=(5, 30), drop=())
-    cuts = [1.0, 1.6, 6.6, 7.3]  # 0.6 s and 0.7 s episodes (the second across frame 64) are short
+    cuts = [1.0, 1.6, 7.1, 7.8]  # 0.6 s and 0.7 s episodes are short: frames 10-16, 60-67
     msgs += [("/episode", T0 + round(s * 1e9), string_msg(f"task {s}")) for s in cuts]
     bag = write_bag(tmp_path / "bag", msgs)
     cfg = convert_config(
