@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -94,6 +94,7 @@ class Bag:
     ) -> None:
         self.name = str(path)
         self.problems: list[str] = []
+        self._readers: dict[str, Callable[[bytes | memoryview], Any]] = {}
         self.path, self.standalone = self._resolve(Path(path))
         self._stand_in: Path | None = None
         if not self.standalone:
@@ -319,7 +320,15 @@ class Bag:
                 )
 
     def deserialize(self, raw: bytes | memoryview, msgtype: str) -> Any:
-        return self.typestore.deserialize_cdr(raw, msgtype)
+        """A message (Image and JointState: their fields, read by ``cdr``'s fast readers)."""
+        if msgtype not in self._readers:
+            from .cdr import fast_reader
+
+            fast = fast_reader(self.typestore, msgtype)
+            self._readers[msgtype] = fast or functools.partial(
+                self.typestore.deserialize_cdr, typename=msgtype
+            )
+        return self._readers[msgtype](raw)
 
     # ----- context manager ----------------------------------------------------------------------
     def close(self) -> None:
