@@ -22,7 +22,8 @@ from .bags import distro_types
 
 IMAGE, JOINT_STATE = "sensor_msgs/msg/Image", "sensor_msgs/msg/JointState"
 _NESTED = ("std_msgs/msg/Header", "builtin_interfaces/msg/Time")
-_U32 = {True: struct.Struct("<I").unpack_from, False: struct.Struct(">I").unpack_from}
+_U32 = {1: struct.Struct("<I").unpack_from, 0: struct.Struct(">I").unpack_from}
+_2U32 = {1: struct.Struct("<II").unpack_from, 0: struct.Struct(">II").unpack_from}
 
 
 class ImageFields(NamedTuple):
@@ -41,60 +42,60 @@ class JointFields(NamedTuple):
     effort: np.ndarray
 
 
-class _Reader:
-    """A cursor over one message's payload."""
+def _string(raw: bytes | memoryview, pos: int, u32: Any) -> tuple[str, int]:
+    """The string whose (aligned) length is at ``pos``, and the position after it."""
+    pos += -pos % 4  # (payload offsets are buffer offsets - 4: the same alignment)
+    (size,) = u32(raw, pos)
+    return bytes(raw[pos + 4 : pos + 3 + size]).decode(), pos + 4 + size
 
-    def __init__(self, raw: bytes | memoryview) -> None:
-        self.raw, self.pos = raw, 4
-        self.little = bool(raw[1] & 1)
-        self.u32 = _U32[self.little]
 
-    def align(self, n: int) -> None:
-        self.pos += -(self.pos - 4) % n
+def _array(raw: bytes | memoryview, pos: int, little: int, dtype: str) -> tuple[np.ndarray, int]:
+    """The numeric sequence whose count is at ``pos``, and the position after it."""
+    pos += -pos % 4
+    (count,) = _U32[little](raw, pos)
+    pos += 4
+    if not count:  # (no alignment padding follows a last, empty sequence)
+        return np.empty(0, dtype), pos
+    size = np.dtype(dtype).itemsize
+    pos += -(pos - 4) % size
+    return np.frombuffer(raw, ("<" if little else ">") + dtype, count, pos), pos + count * size
 
-    def uint32(self) -> int:
-        self.align(4)
-        (value,) = self.u32(self.raw, self.pos)
-        self.pos += 4
-        return int(value)
 
-    def string(self) -> str:
-        size = self.uint32()
-        text = bytes(self.raw[self.pos : self.pos + size - 1]).decode()
-        self.pos += size
-        return text
-
-    def array(self, dtype: str, size: int) -> np.ndarray:
-        count = self.uint32()
-        order = "<" if self.little else ">"
-        if not count:  # (no alignment padding follows a last, empty sequence)
-            return np.empty(0, order + dtype)
-        self.align(size)
-        values = np.frombuffer(self.raw, order + dtype, count, self.pos)
-        self.pos += count * size
-        return values
-
-    def skip_header(self) -> None:
-        self.pos += 8  # stamp: int32 sec, uint32 nanosec
-        frame_id = self.uint32()
-        self.pos += frame_id
+def _after_header(raw: bytes | memoryview, u32: Any) -> int:
+    """The position after the std_msgs/Header (stamp at 4, frame_id's length at 12)."""
+    (size,) = u32(raw, 12)
+    return 16 + size
 
 
 def read_image(raw: bytes | memoryview) -> ImageFields:
-    r = _Reader(raw)
-    r.skip_header()
-    height, width, encoding = r.uint32(), r.uint32(), r.string()
-    is_bigendian = raw[r.pos]
-    r.pos += 1
-    step = r.uint32()
-    return ImageFields(encoding, height, width, step, is_bigendian, r.array("u1", 1))
+    little = raw[1] & 1
+    u32 = _U32[little]
+    pos = _after_header(raw, u32)
+    pos += -pos % 4
+    height, width = _2U32[little](raw, pos)
+    encoding, pos = _string(raw, pos + 8, u32)
+    is_bigendian = raw[pos]
+    pos += 1 + -(pos + 1) % 4
+    (step,) = u32(raw, pos)
+    data, _ = _array(raw, pos + 4, little, "u1")
+    return ImageFields(encoding, height, width, step, is_bigendian, data)
 
 
 def read_joint_state(raw: bytes | memoryview) -> JointFields:
-    r = _Reader(raw)
-    r.skip_header()
-    names = [r.string() for _ in range(r.uint32())]
-    return JointFields(names, r.array("f8", 8), r.array("f8", 8), r.array("f8", 8))
+    little = raw[1] & 1
+    u32 = _U32[little]
+    pos = _after_header(raw, u32)
+    pos += -pos % 4
+    (count,) = u32(raw, pos)
+    pos += 4
+    names = []
+    for _ in range(count):
+        name, pos = _string(raw, pos, u32)
+        names.append(name)
+    position, pos = _array(raw, pos, little, "f8")
+    velocity, pos = _array(raw, pos, little, "f8")
+    effort, _ = _array(raw, pos, little, "f8")
+    return JointFields(names, position, velocity, effort)
 
 
 _READERS: dict[str, Callable[[bytes | memoryview], Any]] = {
