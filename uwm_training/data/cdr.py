@@ -16,12 +16,19 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
+from rosbags.typesys import get_types_from_msg
 from rosbags.typesys.store import Typestore
 
-from .bags import distro_types
-
 IMAGE, JOINT_STATE = "sensor_msgs/msg/Image", "sensor_msgs/msg/JointState"
-_NESTED = ("std_msgs/msg/Header", "builtin_interfaces/msg/Time")
+# The ROS 2 definitions these readers follow (the same in every distro since Foxy).
+_STANDARD = {
+    IMAGE: "std_msgs/Header header\nuint32 height\nuint32 width\nstring encoding\n"
+    "uint8 is_bigendian\nuint32 step\nuint8[] data\n",
+    JOINT_STATE: "std_msgs/Header header\nstring[] name\nfloat64[] position\n"
+    "float64[] velocity\nfloat64[] effort\n",
+    "std_msgs/msg/Header": "builtin_interfaces/Time stamp\nstring frame_id\n",
+    "builtin_interfaces/msg/Time": "int32 sec\nuint32 nanosec\n",
+}
 _U32 = {1: struct.Struct("<I").unpack_from, 0: struct.Struct(">I").unpack_from}
 _2U32 = {1: struct.Struct("<II").unpack_from, 0: struct.Struct(">II").unpack_from}
 
@@ -108,8 +115,8 @@ def fast_reader(typestore: Typestore, msgtype: str) -> Callable[[bytes | memoryv
     """A fast reader for ``msgtype`` if the bag defines it (and its parts) as ROS 2 does."""
     if msgtype not in _READERS:
         return None
-    standard = distro_types("humble")
-    for name in (msgtype, *_NESTED):
-        if name not in typestore.fielddefs or typestore.fielddefs[name][1] != standard[name][1]:
+    for name in (msgtype, "std_msgs/msg/Header", "builtin_interfaces/msg/Time"):
+        standard = get_types_from_msg(_STANDARD[name], name)[name]
+        if name not in typestore.fielddefs or typestore.fielddefs[name][1] != standard[1]:
             return None
     return _READERS[msgtype]
