@@ -38,7 +38,7 @@ def test_rates_come_from_each_topics_own_stamps(tmp_path: Path) -> None:
         assert topics["/joint_states"]["rate_hz"] == pytest.approx(250, rel=0.05)
         assert topics["/task"]["rate_hz"] is None
         text = format_bag_info(info)
-        assert "/task" in text and "rates from each topic's own stamps" in text
+        assert "/task" in text and "each topic's median interval between its own stamps" in text
     assert bag_info(bag)["rates"] == "receive time, whole bag"
     scanned = bag_info(bag, scan=True)
     assert scanned["rates"].startswith("header stamps")
@@ -66,7 +66,8 @@ def test_camera_less_bag_says_it_cannot_feed_the_model(tmp_path: Path) -> None:
 def test_config_out_writes_a_config_the_first_conversion_works_with(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bag = write_bag(tmp_path / "bag", robot_messages(seconds=3.0, drop=()), storage="mcap")
+    msgs = robot_messages(seconds=3.0, drop=()) + [("/episode", T0, string_msg("pick"))]
+    bag = write_bag(tmp_path / "bag", msgs, storage="mcap")
     out = tmp_path / "cfg" / "convert.yaml"
     assert main(["bag", "info", str(bag), "--config-out", str(out)]) == 0
     assert f"wrote {out}: fps 10" in capsys.readouterr().err
@@ -76,6 +77,7 @@ def test_config_out_writes_a_config_the_first_conversion_works_with(
                               "wrist": {"topic": "/wrist/image_raw"}}  # fmt: skip
     assert cfg["joints"] == {"topic": "/joint_states", "names": ["wrist", "shoulder", "elbow"]}
     assert cfg["action"]["source"] == "command" and cfg["action"]["topic"] == "/command"
+    assert cfg["episodes"] == {"marker_topic": "/episode", "split_gap": 0.5}
     ds = tmp_path / "ds"
     assert main(["convert", "--config", str(out), "--out", str(ds), "--quiet", str(bag)]) == 0
     assert "30 frames in 1 episodes, action command; 0 frames dropped" in capsys.readouterr().out

@@ -123,12 +123,13 @@ def format_bag_info(info: dict[str, Any]) -> str:
         + (f"v{version}" if version else "none (standalone file)"),
         f"  {info['messages']} messages, {info['duration_s']} s"
         + (f", {info['start']} .. {info['end']} UTC" if info["start"] else ""),
-        f"  rates from each topic's own stamps: {info['rates']}",
+        f"  Hz: each topic's median interval between its own stamps ({info['rates']})",
     ]
     rows = [["topic", "type", "count", "Hz", "gaps"]]
     for name, t in sorted(info["topics"].items()):
         kind = t["type"] + ("" if t["decodable"] else " (no definition)")
-        rate = "-" if t["rate_hz"] is None else f"{t['rate_hz']:g}"
+        hz = t["nominal_hz"] or t["rate_hz"]  # the median interval's: pauses do not count
+        rate = "-" if hz is None else f"{hz:g}"
         gaps = "-" if t.get("gaps") is None else str(t["gaps"])
         rows.append([name, kind, str(t["count"]), rate, gaps])
     lines += table(rows)

@@ -22,10 +22,12 @@ from .bags import Bag, Topic
 from .config import LOWDIM_KEYS, ConvertConfig
 from .errors import BagError
 from .messages import (
+    BOOL,
     CAMERA_TYPES,
     COMMAND_TYPES,
     FLOAT_ARRAY,
     JOINT_STATE,
+    STRING,
     TRAJECTORY,
     TWIST,
     header_stamp,
@@ -33,9 +35,10 @@ from .messages import (
 )
 from .resample import StreamStats
 
-MAX_FPS = 10.0
+MAX_FPS = 10
 _GENERIC = {"", "camera", "cameras", "image", "image_raw", "compressed", "color", "rgb", "raw"}
 _COMMAND_ORDER = (TRAJECTORY, JOINT_STATE, FLOAT_ARRAY, TWIST)  # the likelier action first
+MARKER_TYPES = (STRING, BOOL)
 _SIM_TIME_NS = 600 * 10**9  # header stamps this far from receive times: not wall-clock time
 
 
@@ -55,9 +58,9 @@ def supported_fps(rates: list[float]) -> float:
     """The grid rate for cameras at ``rates``: the slowest one's, at most ``MAX_FPS``."""
     slowest = min(rates)
     if slowest >= MAX_FPS:
-        return MAX_FPS
+        return int(MAX_FPS)
     whole = round(slowest)
-    return float(whole) if whole and abs(slowest - whole) < 0.05 * slowest else round(slowest, 2)
+    return whole if whole and abs(slowest - whole) < 0.05 * slowest else round(slowest, 2)
 
 
 class _Sample:
@@ -101,6 +104,7 @@ def starter_config(path: str | Path, distro: str = "humble") -> tuple[dict[str, 
         )
         commands = [t for t in usable if t.msgtype in COMMAND_TYPES and t is not joints]
         commands.sort(key=lambda t: _COMMAND_ORDER.index(t.msgtype))
+        markers = [t.name for t in usable if t.msgtype in MARKER_TYPES and "episode" in t.name]
         sample = _Sample(bag, cameras + ([joints] if joints else []) + commands[:1])
     notes: list[str] = []
     cfg = _base(cameras, sample, notes)
@@ -112,6 +116,10 @@ def starter_config(path: str | Path, distro: str = "humble") -> tuple[dict[str, 
         else:
             notes.append(f"{joints.name}: no message in the first {SAMPLE_S:g} s; joints left out")
     cfg["action"] = _action(commands[:1], sample, cfg, notes)
+    # Pauses split episodes rather than join the frames either side of them.
+    cfg["episodes"] = {"marker_topic": markers[0] if markers else None, "split_gap": 0.5}
+    if markers:
+        notes.append(f"episodes: marked by {markers[0]}")
     ConvertConfig.from_dict(cfg)  # what we write must load
     return cfg, notes
 
