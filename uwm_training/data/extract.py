@@ -57,7 +57,10 @@ def core_free() -> bool:
     """A core idles (1-minute load average): a second process only helps then. Measured with
     the other core busy, it made a conversion 1.2-1.5x slower, both processes sharing one."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (cores or 1) - os.getloadavg()[0] >= 1
+    try:
+        return (cores or 1) - os.getloadavg()[0] >= 1
+    except (AttributeError, OSError):  # no load average here (Windows)
+        return False
 
 
 _CLOCK_SPLIT_NS = 600 * 10**9  # header vs receive clocks further apart than this: sim time
