@@ -219,6 +219,41 @@ def downgrade_sqlite(bag: Path, with_qos: bool = True) -> None:
     old.unlink()
 
 
+def split_bag(path: Path, messages: list[Message], parts: int = 2) -> Path:
+    """A split mcap bag (as ``ros2 bag record --max-bag-duration`` writes): ``parts`` storage
+    files of consecutive receive-time ranges under one metadata.yaml."""
+    ordered = sorted(messages, key=lambda m: m[1])
+    size = -(-len(ordered) // parts)
+    path.mkdir()
+    metas = []
+    for i in range(parts):
+        bag = write_bag(path / f"part{i}", ordered[i * size : (i + 1) * size], storage="mcap")
+        storage_file(bag).rename(path / f"{path.name}_{i}.mcap")
+        metas.append(yaml.safe_load((bag / "metadata.yaml").read_text()))
+        (bag / "metadata.yaml").unlink()
+        bag.rmdir()
+    infos = [m["rosbag2_bagfile_information"] for m in metas]
+    info = infos[0]
+    info["relative_file_paths"] = [f"{path.name}_{i}.mcap" for i in range(parts)]
+    info["files"] = [
+        {**part["files"][0], "path": f"{path.name}_{i}.mcap"} for i, part in enumerate(infos)
+    ]
+    counts: dict[str, int] = {}
+    for part in infos:
+        for topic in part["topics_with_message_count"]:
+            name = topic["topic_metadata"]["name"]
+            counts[name] = counts.get(name, 0) + topic["message_count"]
+    for topic in info["topics_with_message_count"]:
+        topic["message_count"] = counts[topic["topic_metadata"]["name"]]
+    info["message_count"] = sum(counts.values())
+    end = (
+        infos[-1]["starting_time"]["nanoseconds_since_epoch"] + infos[-1]["duration"]["nanoseconds"]
+    )
+    info["duration"] = {"nanoseconds": end - info["starting_time"]["nanoseconds_since_epoch"]}
+    (path / "metadata.yaml").write_text(yaml.safe_dump(metas[0]))
+    return path
+
+
 def truncate(path: Path, fraction: float = 0.6) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * fraction)])
@@ -292,6 +327,25 @@ def robot_messages(
     return msgs
 
 
+def camera_messages(stamps: Sequence[int], topic: str = "/front/image_raw") -> list[Message]:
+    """One camera's frames at these stamps (frame i shows ``frame_image(i, 0)``), received 5 ms
+    later."""
+    return [(topic, s + 5_000_000, image_msg(s, frame_image(i, 0))) for i, s in enumerate(stamps)]
+
+
+def jittered(count: int, hz: float, jitter_ns: int = 1_000_000, seed: int = 0) -> list[int]:
+    """``count`` stamps at ``hz`` from T0, each moved by up to +-``jitter_ns`` (uniform)."""
+    rng = np.random.default_rng(seed)
+    base = T0 + np.round(np.arange(count) * 1e9 / hz).astype(np.int64)
+    return (base + rng.integers(-jitter_ns, jitter_ns + 1, count)).tolist()
+
+
+def frame_indices(frames: Iterable[np.ndarray]) -> list[int]:
+    """Which ``frame_image(i, 0)`` each stored frame shows (i modulo 251: colours repeat)."""
+    inverse = pow(7, -1, 251)
+    return [int(frame[0, 0, 0]) * inverse % 251 for frame in frames]
+
+
 def convert_config(tmp_path: Path, **overrides: Any) -> Path:
     """Write a convert config for ``robot_messages`` bags (overrides replace top-level keys)."""
     cfg: dict[str, Any] = {
@@ -334,6 +388,7 @@ def convert(
     append: bool = False,
     workers: int = 1,
     progress: bool = False,
+    allow_losses: bool = False,
 ) -> list[dict[str, Any]]:
     """Run the conversion as ``uwm convert`` does (by default without progress bars)."""
     from uwm_training.data.config import load_config
@@ -342,7 +397,8 @@ def convert(
 
     cfg = load_config(config)
     jobs = bag_jobs(bags, cfg)
-    return build_dataset(jobs, out, append, workers, dataset_spec(cfg, None), progress)
+    spec = dataset_spec(cfg, None)
+    return build_dataset(jobs, out, append, workers, spec, progress, allow_losses)
 
 
 def leftovers(folder: Path) -> list[Path]:

@@ -20,11 +20,15 @@ from data_helpers import (
     edit_metadata,
     header,
     robot_messages,
+    split_bag,
     storage_file,
     write_bag,
 )
 
-from uwm_training.data.report import bag_info, format_bag_info
+from uwm_training.data.baginfo import bag_info, format_bag_info
+from uwm_training.data.config import load_config
+from uwm_training.data.convert import bag_jobs, build_dataset
+from uwm_training.data.errors import BagError
 from uwm_training.data.store import Store
 
 MSGS = robot_messages(seconds=1.5)
@@ -70,12 +74,20 @@ def unknown_and_service_topics(tmp: Path) -> Path:
     return write_bag(tmp / "bag", MSGS + extra, storage="mcap")
 
 
-def compressed(mode: str, storage: str, pass_file: bool = False) -> Callable[[Path], Path]:
+def compressed(
+    mode: str, storage: str, pass_file: bool = False, alone: bool = False
+) -> Callable[[Path], Path]:
     def make(tmp: Path) -> Path:
         bag = write_bag(tmp / "bag", MSGS, storage=storage, compression=mode)
+        if alone:  # the storage file without its metadata.yaml
+            return storage_file(bag).rename(tmp / storage_file(bag).name)
         return storage_file(bag) if pass_file else bag
 
     return make
+
+
+def split(tmp: Path) -> Path:
+    return split_bag(tmp / "split", MSGS, parts=3)
 
 
 def qos_edited(tmp: Path) -> Path:
@@ -111,6 +123,15 @@ MESSY: dict[str, tuple[Callable[[Path], Path], str | None]] = {
     "unknown types and service events": (unknown_and_service_topics, "service events"),
     "zstd per message (sqlite3)": (compressed("message", "sqlite3"), None),
     "zstd per message, .db3 passed": (compressed("message", "sqlite3", True), "read as the bag"),
+    "zstd per message, lone .mcap": (
+        compressed("message", "mcap", alone=True),
+        "zstd-compressed though no metadata.yaml says so",
+    ),
+    "zstd per message, lone .db3": (
+        compressed("message", "sqlite3", alone=True),
+        "zstd-compressed though no metadata.yaml says so",
+    ),
+    "split in 3 files": (split, None),
     "zstd per file (mcap)": (compressed("file", "mcap"), None),
     "zstd mcap chunks": (compressed("storage", "mcap"), None),
     "QoS text differs from the storage": (qos_edited, "QoS in metadata.yaml differs"),
@@ -187,3 +208,31 @@ def test_metadata_yaml_is_parsed_for_old_versions(tmp_path: Path) -> None:
     meta: Any = yaml.safe_load((bag / "metadata.yaml").read_text())
     assert meta["rosbag2_bagfile_information"]["version"] == 4
     assert bag_info(bag)["metadata_version"] == 4
+
+
+def test_split_bag_with_files_missing_converts_the_files_present_on_request(
+    tmp_path: Path,
+) -> None:
+    bag = split_bag(tmp_path / "split", MSGS, parts=3)
+    (bag / "split_2.mcap").unlink()
+    cfg = convert_config(tmp_path)
+    with pytest.raises(BagError) as err:
+        convert([bag], tmp_path / "ds", cfg)
+    assert str(err.value) == (
+        f"bag {bag}: split bag: 1 of its 3 storage files are missing (split_2.mcap); "
+        "pass --allow-missing-files to convert the 2 present"
+    )
+    jobs = bag_jobs([bag], load_config(cfg), allow_missing_files=True)
+    (report,) = build_dataset(jobs, tmp_path / "ds", progress=False)
+    assert any("missing: split_2.mcap" in w for w in report["warnings"])
+    whole = sum(1 for m in MSGS if m[0] == "/front/image_raw")
+    assert 0.5 * whole < report["streams"]["front"]["messages"] < 0.8 * whole
+    assert Store(tmp_path / "ds").num_frames == report["frames"] > 5
+    info = bag_info(bag)  # bag info describes what is there
+    assert any("missing: split_2.mcap" in p for p in info["problems"])
+    assert list(bag.iterdir())  # the bag itself is untouched
+    assert sorted(p.name for p in bag.iterdir()) == [
+        "metadata.yaml",
+        "split_0.mcap",
+        "split_1.mcap",
+    ]

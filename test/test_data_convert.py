@@ -26,28 +26,31 @@ from data_helpers import (
 )
 
 from uwm_ros.bundle.contract import Normalizer
+from uwm_training.data.errors import DataError
 from uwm_training.data.store import Store
 
 
 def reference(
-    msgs: list[Any], fps: float, skews: dict[str, float]
+    msgs: list[Any], fps: float, skews: dict[str, float], clock: str = "/front/image_raw"
 ) -> list[tuple[int, dict[str, Any]]]:
     """(tick, topic -> message) of the frames a resampler must produce, by brute force over
-    whole topics (nearest previous)."""
+    whole topics: a grid anchored on the clock camera's first frame, each stream's sample
+    stamped nearest to the tick (a tie takes the earlier), within its skew. (Not for a clock
+    camera at the grid rate, whose phase the grid follows.)"""
     ordered = sorted(msgs, key=lambda m: m[1])
     stamp = lambda msg: msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec  # noqa: E731
     streams: dict[str, list[tuple[int, Any]]] = {}
     for topic, _, msg in ordered:
         streams.setdefault(topic, []).append((stamp(msg), msg))
-    t0 = stamp(ordered[0][2])
-    end = max(s[-1][0] for s in streams.values()) + max(skews.values()) * 1e9
+    t0 = min(s for s, _ in streams[clock])
+    end = min(s[-1][0] + skews[topic] * 1e9 for topic, s in streams.items())
     frames, k = [], 0
     while (t := t0 + round(k * 1e9 / fps)) <= end:
         picked = {}
         for topic, samples in streams.items():
-            before = [(s, m) for s, m in samples if s <= t]
-            if before and t - before[-1][0] <= skews[topic] * 1e9:
-                picked[topic] = before[-1][1]
+            s, m = min(samples, key=lambda sm: (abs(sm[0] - t), sm[0]))
+            if abs(s - t) <= skews[topic] * 1e9:
+                picked[topic] = m
         if len(picked) == len(streams):
             frames.append((t, picked))
         k += 1
@@ -103,7 +106,12 @@ def test_camera_silent_for_seconds_drops_exactly_those_frames(tmp_path: Path) ->
     resolved by the receive clock, and the frames are the brute-force reference's."""
     msgs = robot_messages(seconds=6.0, drop=tuple(range(60, 150)))
     bag = write_bag(tmp_path / "bag", msgs)
-    (report,) = convert([bag], tmp_path / "ds", convert_config(tmp_path))
+    with pytest.raises(
+        DataError, match=r"lost 29 of 61 frames .* front \(30\.\d Hz\) had no sample"
+    ):
+        convert([bag], tmp_path / "ds", convert_config(tmp_path))
+    assert not (tmp_path / "ds").exists()
+    (report,) = convert([bag], tmp_path / "ds", convert_config(tmp_path), allow_losses=True)
     expected = reference(msgs, 10, SKEWS)
     store = Store(tmp_path / "ds")
     assert store.num_frames == len(expected) == report["frames"] and report["dropped"] >= 29
@@ -241,10 +249,10 @@ def test_bool_markers_pause_recording(tmp_path: Path) -> None:
 def test_gaps_split_episodes_or_drop_frames(tmp_path: Path) -> None:
     msgs = robot_messages(seconds=4.0, drop=tuple(range(45, 70)))  # front camera out 0.8 s
     bag = write_bag(tmp_path / "bag", msgs)
-    (dropped,) = convert([bag], tmp_path / "a", convert_config(tmp_path))
+    (dropped,) = convert([bag], tmp_path / "a", convert_config(tmp_path), allow_losses=True)
     assert Store(tmp_path / "a").num_episodes == 1 and dropped["dropped"] >= 7
     cfg = convert_config(tmp_path, episodes={"split_gap": 0.5, "min_frames": 3})
-    (split,) = convert([bag], tmp_path / "b", cfg)
+    (split,) = convert([bag], tmp_path / "b", cfg, allow_losses=True)
     assert Store(tmp_path / "b").num_episodes == 2 and split["splits"] == 1
     assert split["frames"] == dropped["frames"]
 
@@ -261,8 +269,9 @@ def test_partial_joint_messages_are_merged_by_name(tmp_path: Path) -> None:
     got = Store(tmp_path / "ds").lowdim("joint_pos")
     ticks = [t for t, _ in reference(msgs, 10, SKEWS)]
     assert len(got) == len(ticks) > 10
-    for row, t in zip(got, ticks):  # each joint holds the latest value its publisher sent
-        arm, grip = T0 + (t - T0) // 5_000_000 * 5_000_000, T0 + (t - T0) // 20_000_000 * 20_000_000
+    for row, t in zip(got, ticks):  # the message nearest t; each joint: its publisher's latest
+        arm = min(range(T0, T0 + 2_000_000_000, 5_000_000), key=lambda s: (abs(s - t), s))
+        grip = T0 + (arm - T0) // 20_000_000 * 20_000_000
         want = [joint_positions(arm)[0], joint_positions(arm)[1], joint_positions(grip)[2]]
         np.testing.assert_allclose(row, want, rtol=1e-6)
 

@@ -118,12 +118,6 @@ def count_mismatch(tmp: Path) -> Path:
     return bag
 
 
-def compressed_db3_alone(tmp: Path) -> Path:
-    bag = write_bag(tmp / "bag", robot_messages(seconds=1.5), compression="message")
-    db = storage_file(bag)
-    return db.rename(tmp / db.name)  # the storage file without its metadata.yaml
-
-
 def ros1_bag(tmp: Path) -> Path:
     path = tmp / "old.bag"
     path.write_bytes(b"#ROSBAG V2.0\n")
@@ -157,8 +151,6 @@ CASES: dict[str, tuple[Case, str, str | None, str | None]] = {
                             "name"),
     "declared count mismatch": (count_mismatch, "read 375 messages but the bag declares 385",
                                 "/joint_states", None),
-    "zstd messages without metadata": (compressed_db3_alone, "zstd-compressed", "/joint_states",
-                                       None),
     "ROS 1 bag file": (ros1_bag, "a ROS 1 bag file", None, None),
     "needed topic of an unknown type": (undecodable_needed_topic, "no message definition",
                                         "/wrist/image_raw", None),
@@ -232,3 +224,55 @@ def test_header_and_receive_clocks_apart_is_explained(tmp_path: Path) -> None:
     action = {"source": "command", "topic": "/command", "names": ["grip"]}
     with pytest.raises(BagError, match="sim time"):
         convert([bag], tmp_path / "ds", convert_config(tmp_path, action=action))
+
+
+# ----- conversions that would lose data ---------------------------------------------------------
+def slow_camera_bag(tmp: Path) -> Path:
+    """A 1 Hz camera for 20 s with joints at 100 Hz."""
+    msgs: list[Any] = [
+        ("/front/image_raw", T0 + i * 10**9, image_msg(T0 + i * 10**9, frame_image(i, 0)))
+        for i in range(20)
+    ]
+    msgs += [("/joint_states", t, joint_state_msg(t, JOINTS, joint_positions(t)))
+             for t in range(T0, T0 + 20 * 10**9, 10_000_000)]  # fmt: skip
+    return write_bag(tmp / "bag", msgs)
+
+
+def slow_camera_config(tmp: Path, **overrides: Any) -> Path:
+    cameras = {"front": {"topic": "/front/image_raw"}}
+    return convert_config(tmp, cameras=cameras, action={"source": "none"}, **overrides)
+
+
+def test_camera_slower_than_fps_fails_with_the_fix_unless_allowed(tmp_path: Path) -> None:
+    """1 Hz camera, fps 10: 0 episodes (split at every gap) used to be a silent success."""
+    bag, out = slow_camera_bag(tmp_path), tmp_path / "new" / "ds"
+    cfg = slow_camera_config(tmp_path, episodes={"split_gap": 0.5, "min_frames": 5})
+    with pytest.raises(DataError) as err:
+        convert([bag], out, cfg)
+    message = str(err.value)
+    assert f"{bag}: no episodes from " in message and "\n" not in message
+    assert "front runs at 1 Hz, slower than fps 10" in message
+    assert "set fps: 1 (or cameras.front.max_skew: 0.5" in message
+    assert "shorter than episodes.min_frames (5)" in message and "--allow-losses" in message
+    assert not out.parent.exists()  # nothing on disk, not even the folder made for it
+    (report,) = convert([bag], out, cfg, allow_losses=True)
+    assert report["episodes"] == 0
+    # the suggested fix works: every camera frame on the 1 fps grid, nothing lost
+    (report,) = convert([bag], tmp_path / "fixed", slow_camera_config(tmp_path, fps=1))
+    assert report["frames"] == 20 and report["dropped"] == 0
+
+
+def test_too_many_dropped_frames_fail_in_the_cli_unless_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without episode splitting, a 1 Hz camera at fps 10 loses 90 % of the frames."""
+    from uwm_training.cli import main
+
+    args = ["convert", "--config", str(slow_camera_config(tmp_path)), "--out"]
+    args_end = ["--quiet", str(slow_camera_bag(tmp_path))]
+    assert main([*args, str(tmp_path / "a"), *args_end]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "lost 171 of 191 frames (90%" in err
+    assert err.count("\n") == 1 and not leftovers(tmp_path)
+    assert main([*args, str(tmp_path / "b"), "--allow-losses", *args_end]) == 0
+    assert "20 frames in 1 episodes" in capsys.readouterr().out

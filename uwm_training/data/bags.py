@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +32,8 @@ from rosbags.rosbag2.storage_mcap import McapReader
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from . import splits
+from .compress import zstd
 from .errors import BagError
 from .messages import ZSTD_MAGIC
 
@@ -87,19 +89,26 @@ class Topic:
 class Bag:
     """An open rosbag2 input; use as a context manager."""
 
-    def __init__(self, path: str | Path, distro: str = "humble") -> None:
+    def __init__(
+        self, path: str | Path, distro: str = "humble", allow_missing_files: bool = False
+    ) -> None:
         self.name = str(path)
         self.problems: list[str] = []
+        self._readers: dict[str, Callable[[bytes | memoryview], Any]] = {}
         self.path, self.standalone = self._resolve(Path(path))
+        self._stand_in: Path | None = None
+        if not self.standalone:
+            self._present_files(allow_missing_files)
         try:
-            self._reader = Reader(self.path)
+            self._reader = Reader(self._stand_in or self.path)
             self._reader.open()
         except Exception as e:  # any reader failure is a property of this bag's files
+            self._remove_stand_in()
             raise BagError(self.name, f"cannot open ({type(e).__name__}: {e})") from None
         try:
             self._inspect(distro)
         except BaseException:
-            self._reader.close()
+            self.close()
             raise
 
     # ----- opening ------------------------------------------------------------------------------
@@ -121,6 +130,24 @@ class Bag:
             self.problems.append(f"read as the bag folder {path.parent} (it has metadata.yaml)")
             return path.parent, False
         return path, True
+
+    def _present_files(self, allow: bool) -> None:
+        """A split bag with storage files missing: refused, or read as the files present."""
+        present, missing = splits.missing_files(self.path)
+        if not missing:
+            return
+        if not allow or not present:
+            raise splits.refuse_missing(self.path, present, missing)
+        self._stand_in = splits.present_files_bag(self.path, present)
+        self.problems.append(
+            f"split bag: read the {len(present)} storage files present; missing: "
+            + ", ".join(missing)
+        )
+
+    def _remove_stand_in(self) -> None:
+        if self._stand_in is not None:
+            splits.remove(self._stand_in)
+            self._stand_in = None
 
     def _inspect(self, distro: str) -> None:
         storage = self._reader.storage
@@ -249,14 +276,18 @@ class Bag:
         return info
 
     # ----- reading ------------------------------------------------------------------------------
-    def messages(self, topics: Iterable[str]) -> Iterator[tuple[str, int, bytes]]:
-        """(topic, receive ns, raw CDR) in receive order; checks counts against the bag's."""
+    def messages(
+        self, topics: Iterable[str], stop_ns: int | None = None
+    ) -> Iterator[tuple[str, int, bytes]]:
+        """(topic, receive ns, raw CDR) in receive order; checks counts against the bag's
+        (unless ``stop_ns`` ends the read early: messages received before it)."""
         wanted = [self.topics[t] for t in topics]
         conns = [c for t in wanted for c in t.connections]
         if not conns:
             return
         counts: Counter[str] = Counter()
-        stream = self._reader.messages(connections=conns)
+        zstd_topics: set[str] = set()  # compressed per message, though nothing declares it
+        stream = self._reader.messages(connections=conns, stop=stop_ns)
         while True:
             try:
                 conn, recv_ns, raw = next(stream)
@@ -267,14 +298,18 @@ class Bag:
                     self.name, f"cannot read messages ({type(e).__name__}: {e})", conn_topic(conns)
                 ) from None
             if not counts[conn.topic] and raw[:4] == ZSTD_MAGIC:
-                raise BagError(
-                    self.name,
-                    "messages are zstd-compressed but no metadata.yaml says so; pass the bag "
-                    "folder with its metadata.yaml",
-                    conn.topic,
+                # A storage file of a per-message zstd bag, without its metadata.yaml.
+                zstd_topics.add(conn.topic)
+                self.problems.append(
+                    f"{conn.topic}: messages are zstd-compressed though no metadata.yaml says "
+                    "so (a storage file of a per-message compressed bag): decompressed"
                 )
+            if conn.topic in zstd_topics:
+                raw = _decompress(self.name, conn.topic, raw)
             counts[conn.topic] += 1
             yield conn.topic, recv_ns, raw
+        if stop_ns is not None:
+            return
         for info in wanted:
             if counts[info.name] != info.count:
                 raise BagError(
@@ -285,12 +320,21 @@ class Bag:
                 )
 
     def deserialize(self, raw: bytes | memoryview, msgtype: str) -> Any:
-        return self.typestore.deserialize_cdr(raw, msgtype)
+        """A message (Image and JointState: their fields, read by ``cdr``'s fast readers)."""
+        if msgtype not in self._readers:
+            from .cdr import fast_reader
+
+            fast = fast_reader(self.typestore, msgtype)
+            self._readers[msgtype] = fast or functools.partial(
+                self.typestore.deserialize_cdr, typename=msgtype
+            )
+        return self._readers[msgtype](raw)
 
     # ----- context manager ----------------------------------------------------------------------
     def close(self) -> None:
         if self._reader.is_open:
             self._reader.close()
+        self._remove_stand_in()
 
     def __enter__(self) -> Bag:
         return self
@@ -302,6 +346,13 @@ class Bag:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _decompress(bag: str, topic: str, raw: bytes) -> bytes:
+    try:
+        return zstd.decompress(raw)
+    except zstd.ZstdError as e:
+        raise BagError(bag, f"cannot decompress a message ({e})", topic) from None
 
 
 def conn_topic(conns: list[Connection]) -> str | None:

@@ -44,13 +44,21 @@ def _add(
 
 # ----- handlers ---------------------------------------------------------------------------------
 def _bag_info(args: argparse.Namespace) -> int:
-    from .report import bag_info, format_bag_info
+    from .baginfo import bag_info, format_bag_info
 
+    if args.config_out and len(args.bags) != 1:
+        raise DataError("--config-out: give one bag to start the config from")
     infos = [bag_info(bag, args.typestore, args.scan) for bag in args.bags]
     if args.json:
         print(json.dumps(infos if len(infos) > 1 else infos[0], indent=2))
     else:
         print("\n\n".join(format_bag_info(info) for info in infos))
+    if args.config_out:
+        from .starter import starter_config, write_config
+
+        cfg, notes = starter_config(args.bags[0], args.typestore)
+        write_config(cfg, args.config_out, str(args.bags[0]))
+        print(f"wrote {args.config_out}: " + "; ".join(notes), file=sys.stderr)
     return 0
 
 
@@ -65,9 +73,12 @@ def _convert(args: argparse.Namespace) -> int:
     sources = select_shard([*map(Path, args.bags), *cfg.video], args.shard)
     bags = [s for s in sources if isinstance(s, Path)]
     videos = [s for s in sources if isinstance(s, dict)]
-    jobs = bag_jobs(bags, cfg) + video_jobs(videos, cfg.fps, cfg.image_size, cfg.skew_ns(None))
+    jobs = bag_jobs(bags, cfg, args.allow_missing_files) + video_jobs(
+        videos, cfg.fps, cfg.image_size, cfg.skew_ns(None)
+    )
+    spec = dataset_spec(cfg, None)
     reports = build_dataset(
-        jobs, args.out, args.append, args.workers, dataset_spec(cfg, None), not args.quiet
+        jobs, args.out, args.append, args.workers, spec, not args.quiet, args.allow_losses
     )
     print("\n".join(format_report(r) for r in reports))
     print(f"wrote {args.out}")
@@ -81,7 +92,9 @@ def _convert_video(args: argparse.Namespace) -> int:
     fps, size, cameras = video_settings(args.out, args.append, args.fps, args.size, args.cameras)
     entries = [parse_video_arg(v, cameras) for v in args.videos]
     jobs = video_jobs(entries, fps, size, round(args.max_skew * 1e9), cameras)
-    reports = build_dataset(jobs, args.out, args.append, args.workers, None, not args.quiet)
+    reports = build_dataset(
+        jobs, args.out, args.append, args.workers, None, not args.quiet, args.allow_losses
+    )
     for r in reports:
         print(f"{r['source']}: {r['frames']} frames")
     print(f"wrote {args.out}")
@@ -127,13 +140,18 @@ def register(
         bag_sub, "info", _bag_info,
         "topics, types, counts, rates, time range, storage/compression and problems of a bag "
         "(rosbag2 folder, any name, or a single .mcap/.db3 file)",
-        "  uwm bag info recordings/pick_01\n  uwm bag info --scan recordings/*.mcap",
+        "  uwm bag info recordings/pick_01\n  uwm bag info --scan recordings/*.mcap\n"
+        "  uwm bag info recordings/pick_01 --config-out convert.yaml  # a config to start from",
     )  # fmt: skip
     p.add_argument("bags", nargs="+", type=Path, metavar="BAG")
     p.add_argument("--scan", action="store_true", help="read every message: exact rates, "
                    "stamps going backwards, counts checked against the declared ones")  # fmt: skip
     p.add_argument("--typestore", default="humble", help="distro for bags without definitions")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--config-out", type=Path, metavar="YAML",
+        help="write a starting convert config from the bag (cameras, joints, command, fps)",
+    )  # fmt: skip
 
     p = _add(
         sub, "convert", _convert,
@@ -147,6 +165,11 @@ def register(
     _output_args(p)
     p.add_argument(
         "--shard", metavar="I/N", help="convert every N-th source from the I-th (0-based)"
+    )
+    p.add_argument(
+        "--allow-missing-files",
+        action="store_true",
+        help="convert the storage files present of a split bag whose other files are missing",
     )
 
     p = _add(
@@ -197,3 +220,9 @@ def _output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--append", action="store_true", help="add episodes to an existing dataset")
     p.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--allow-losses",
+        action="store_true",
+        help="keep sources that yield no episode or lose more than 10%% of their frames "
+        "(by default the conversion fails, naming the cause and the config fix)",
+    )

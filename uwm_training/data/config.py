@@ -103,7 +103,7 @@ class ActionConfig:
         names: JointState/JointTrajectory: joints to pick by name (default ``joints.names``);
             Float64MultiArray: one label per element (required, fixes the size); Twist: unused.
         max_skew: tolerance in seconds; commands are often slower than the frame rate, so this
-            is usually larger than the cameras' (a command holds until the next one).
+            is usually larger than the cameras' (a command serves the ticks nearest to it).
     """
 
     source: str = "none"
@@ -162,8 +162,9 @@ class ConvertConfig:
         episodes: episode splitting.
         time_source: ``header`` (header.stamp; receive time for headerless types and zero
             stamps) or ``receive`` (bag receive time for everything).
-        max_skew: seconds a stream's latest sample may lag a grid tick; older -> the frame is
-            out of tolerance (dropped, or the episode split, per ``episodes.split_gap``).
+        max_skew: seconds a stream's sample nearest to a grid tick may be from it; farther ->
+            the frame is out of tolerance (dropped, or the episode split, per
+            ``episodes.split_gap``). Half a period suits a camera at ``fps``.
         typestore: ROS 2 distro whose message definitions decode bags that carry none.
         video: mp4 sources converted to action-free episodes: a path (single-camera datasets)
             or a mapping camera -> path; relative paths are relative to the config file.

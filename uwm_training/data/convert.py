@@ -25,6 +25,7 @@ from tqdm import tqdm
 from .config import ConvertConfig
 from .errors import DataError, DatasetError
 from .extract import convert_bag
+from .losses import check_losses
 from .store import Store, append_part, open_store, spec_mismatch, staged
 
 Event = tuple[str, int, int]  # (kind: start|update|end, job index, count)
@@ -106,8 +107,11 @@ def select_shard(sources: Sequence[Any], shard: str | None) -> list[Any]:
     return sorted(sources, key=str)[i::n]
 
 
-def bag_jobs(bags: Sequence[Path], cfg: ConvertConfig) -> list[Job]:
-    return [Job(str(bag), convert_bag, (Path(bag), cfg)) for bag in bags]
+def bag_jobs(
+    bags: Sequence[Path], cfg: ConvertConfig, allow_missing_files: bool = False
+) -> list[Job]:
+    """One job per bag; ``allow_missing_files``: convert what is present of split bags."""
+    return [Job(str(bag), convert_bag, (Path(bag), cfg, allow_missing_files)) for bag in bags]
 
 
 def build_dataset(
@@ -117,8 +121,12 @@ def build_dataset(
     workers: int | None = None,
     expected_spec: dict[str, Any] | None = None,
     progress: bool = True,
+    allow_losses: bool = False,
 ) -> list[dict[str, Any]]:
-    """Convert every job into the dataset at ``out`` (new, or appended to); returns reports."""
+    """Convert every job into the dataset at ``out`` (new, or appended to); returns reports.
+
+    A source that yields no episode or loses more than ``losses.LOSS_LIMIT`` of its frames
+    fails the whole conversion (nothing written) unless ``allow_losses``."""
     if not jobs:
         raise DataError("nothing to convert: no bags or videos given")
     if len({job.label for job in jobs}) != len(jobs):
@@ -132,6 +140,9 @@ def build_dataset(
         board = Board(jobs, progress)
         try:
             reports = _run(jobs, parts, converter, workers, board)
+            problem = None if allow_losses else check_losses(reports)
+            if problem:
+                raise DataError(problem)
             _assemble(root, [parts / f"{i:05d}" for i in range(len(jobs))], converter)
         finally:
             board.close()

@@ -42,7 +42,9 @@ class EpisodeBuilder:
         self.pending: tuple[int, dict[str, Any], dict[str, np.ndarray]] | None = (
             None  # derived actions
         )
-        self.counts = dict(dropped=0, splits=0, marker_cuts=0, short_episodes=0, short_frames=0)
+        self.counts = dict(
+            ticks=0, dropped=0, splits=0, marker_cuts=0, short_episodes=0, short_frames=0
+        )
         self.streams = {s: dict(stale=0, duplicated=0, max_skew_ns=0) for s in self.required}
         self._last_seq = {s: -1 for s in self.required}
 
@@ -61,7 +63,10 @@ class EpisodeBuilder:
             self.invalid = 0  # paused, or lead-in before every stream has started
             return
         self._count(values)
-        if any(values[s].status == STALE for s in self.required):
+        stale = sum(values[s].status == STALE for s in self.required)
+        if stale < len(self.required):  # every stream stale: the recording paused, nothing lost
+            self.counts["ticks"] += 1
+        if stale:
             self.invalid += 1
             return
         if self.invalid:
@@ -120,13 +125,23 @@ class EpisodeBuilder:
             self.counts["short_frames"] += frames
             self.writer.discard_episode()
 
+    def _tolerance_ns(self, stream: str) -> int:
+        cfg = self.cfg
+        if stream == JOINTS and cfg.joints:
+            return cfg.skew_ns(cfg.joints.max_skew)
+        if stream == COMMAND:
+            return cfg.skew_ns(cfg.action.max_skew)
+        return cfg.skew_ns(cfg.cameras[stream].max_skew)
+
     def report(self) -> dict[str, Any]:
         streams = {
             s: {
                 "stale_ticks": v["stale"],
                 "duplicated_ticks": v["duplicated"],
                 "max_skew_ms": round(v["max_skew_ns"] / 1e6, 3),
+                "tolerance_ms": round(self._tolerance_ns(s) / 1e6, 3),
             }
             for s, v in self.streams.items()
         }
-        return {"streams": streams, **self.counts}
+        grid = {"fps": self.cfg.fps, "min_frames": self.cfg.episodes.min_frames}
+        return {"streams": streams, **grid, **self.counts}

@@ -11,6 +11,7 @@ its own thread (hashlib releases the GIL: it runs on a second core while there i
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,7 +36,7 @@ from .messages import (
     marker_event,
     stamp_ns,
 )
-from .resample import StampsBackwards, Timeline
+from .resample import StampsBackwards, Stream, Timeline
 from .writer import PartWriter
 
 
@@ -47,8 +48,22 @@ class Progress(Protocol):
     def __call__(self, n: int) -> None: ...
 
 
+# Camera messages from which frames are compressed in a second process (its start, ~0.15 s,
+# costs more than it saves on smaller bags).
+OFFLOAD_MIN_FRAMES = 1000
+
+
+def core_free() -> bool:
+    """A core idles (1-minute load average): a second process only helps then. Measured with
+    the other core busy, it made a conversion 1.2-1.5x slower, both processes sharing one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        return (cores or 1) - os.getloadavg()[0] >= 1
+    except (AttributeError, OSError):  # no load average here (Windows)
+        return False
+
+
 _CLOCK_SPLIT_NS = 600 * 10**9  # header vs receive clocks further apart than this: sim time
-_CLOCK_EVERY_NS = 5_000_000  # advance receive-time watermarks at most this often (bag time)
 
 
 def dataset_spec(cfg: ConvertConfig, action_names: tuple[str, ...] | None) -> dict[str, Any]:
@@ -145,7 +160,7 @@ class BagConverter:
         self.bag, self.cfg = bag, cfg
         if not bag.count:
             raise BagError(bag.name, "empty bag: no messages")
-        self.timeline = Timeline(cfg.fps)
+        self.timeline = Timeline(cfg.fps, clock=next(iter(cfg.cameras)))
         self.handlers: dict[str, Callable[[int, bytes], None]] = {}
         self.unnormalized_stamps = 0
         self._clocks_checked = False
@@ -162,7 +177,9 @@ class BagConverter:
         # Hashing reads the whole bag again: on its own thread, overlapping the pass.
         self._hasher = ThreadPoolExecutor(1)
         self._digest = self._hasher.submit(file_digest, bag.path)
-        self.writer = PartWriter(part, dataset_spec(cfg, action_names), converter)
+        frames = sum(bag.topics[c.topic].count for c in cfg.cameras.values())
+        offload = frames >= OFFLOAD_MIN_FRAMES and core_free()
+        self.writer = PartWriter(part, dataset_spec(cfg, action_names), converter, offload)
         self.episodes = EpisodeBuilder(cfg, self.writer, COMMAND in self.timeline.streams)
 
     # ----- handlers -----------------------------------------------------------------------------
@@ -186,15 +203,15 @@ class BagConverter:
             self._check_clocks(recv_ns - stamp)
         return stamp
 
-    def _stream(self, name: str, topic: Topic, skew: float | None) -> None:
-        self.timeline.add(name, self.cfg.skew_ns(skew), self._by_receive(topic))
+    def _stream(self, name: str, topic: Topic, skew: float | None) -> Stream:
+        return self.timeline.add(name, self.cfg.skew_ns(skew), self._by_receive(topic))
 
     def _camera(self, name: str, topic: Topic, decoder: CameraDecoder) -> None:
-        self._stream(name, topic, self.cfg.cameras[name].max_skew)
-        stamp_of, push = self._stamper(topic), self.timeline.push
+        push = self._stream(name, topic, self.cfg.cameras[name].max_skew).push
+        stamp_of = self._stamper(topic)
 
         def on_camera(recv_ns: int, raw: bytes) -> None:
-            push(name, stamp_of(raw, recv_ns), CameraSample(raw, decoder), recv_ns)
+            push(stamp_of(raw, recv_ns), CameraSample(raw, decoder), recv_ns)
 
         self.handlers[topic.name] = on_camera
 
@@ -206,8 +223,8 @@ class BagConverter:
             joints.names, fields, lambda raw: _decode(self.bag, raw, topic), self.bag.name,
             topic.name,
         )  # fmt: skip
-        self._stream(JOINTS, topic, joints.max_skew)
-        stamp_of, push = self._stamper(topic), self.timeline.push
+        push = self._stream(JOINTS, topic, joints.max_skew).push
+        stamp_of = self._stamper(topic)
         tolerance, visible = self.cfg.skew_ns(joints.max_skew), 0
 
         def on_joints(recv_ns: int, raw: bytes) -> None:
@@ -222,7 +239,7 @@ class BagConverter:
             self._last_joint = decoder.sample(raw, stamp, self._last_joint)
             if stamp > visible:
                 visible = stamp
-            push(JOINTS, visible, self._last_joint, recv_ns)
+            push(visible, self._last_joint, recv_ns)
 
         self.handlers[topic.name] = on_joints
 
@@ -242,12 +259,12 @@ class BagConverter:
             names = command_names(topic.msgtype, action.names, joint_names)
         except FieldError as e:
             raise BagError(self.bag.name, e.detail, topic.name, e.field) from None
-        self._stream(COMMAND, topic, action.max_skew)
+        push = self._stream(COMMAND, topic, action.max_skew).push
         stamp_of = self._stamper(topic)
 
         def on_command(recv_ns: int, raw: bytes) -> None:
             vector = command_vector(_decode(self.bag, raw, topic), topic.msgtype, names)
-            self.timeline.push(COMMAND, stamp_of(raw, recv_ns), vector, recv_ns)
+            push(stamp_of(raw, recv_ns), vector, recv_ns)
 
         self.handlers[topic.name] = on_command
         return names
@@ -264,22 +281,20 @@ class BagConverter:
     # ----- the pass -----------------------------------------------------------------------------
     def run(self, progress: Progress | None = None) -> dict[str, Any]:
         """Read every needed message once; returns the bag's report."""
-        done, next_clock = 0, 0
+        done, timeline, handlers, add = 0, self.timeline, self.handlers, self.episodes.add
         if progress:
             progress.start(sum(self.bag.topics[t].count for t in self.handlers))
         try:
-            for topic, recv_ns, raw in self.bag.messages(list(self.handlers)):
+            for topic, recv_ns, raw in self.bag.messages(list(handlers)):
                 try:
-                    self.handlers[topic](recv_ns, raw)
+                    handlers[topic](recv_ns, raw)
                 except FieldError as e:
                     raise BagError(self.bag.name, e.detail, topic, e.field) from None
                 except StampsBackwards as e:
                     raise BagError(self.bag.name, str(e), topic, "header.stamp") from None
-                if recv_ns >= next_clock:  # the bag clock only matters at tick resolution
-                    self.timeline.clock(recv_ns)
-                    next_clock = recv_ns + _CLOCK_EVERY_NS
-                for tick in self.timeline.ready():
-                    self.episodes.add(*tick)
+                timeline.now = recv_ns  # the receive clock: how far silent streams have got
+                for tick in timeline.ready():
+                    add(*tick)
                 done += 1
                 if progress and not done % 256:
                     progress(256)
@@ -292,6 +307,9 @@ class BagConverter:
             report = self._report()
             source = {"path": str(Path(self.bag.name).absolute()), "kind": "rosbag2"}
             self.writer.close(report, {**source, **self._digest.result()})
+        except BaseException:
+            self.writer.abort()
+            raise
         finally:
             self._hasher.shutdown(wait=False, cancel_futures=True)
         if progress:
@@ -335,10 +353,12 @@ class BagConverter:
 def convert_bag(
     path: Path,
     cfg: ConvertConfig,
+    allow_missing_files: bool,
     part: Path,
     converter: dict[str, Any],
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Convert one bag into a part store at ``part``; returns its report."""
-    with Bag(path, cfg.typestore) as bag:
+    """Convert one bag into a part store at ``part``; returns its report. A split bag with
+    storage files missing is refused unless ``allow_missing_files`` (then: the files present)."""
+    with Bag(path, cfg.typestore, allow_missing_files) as bag:
         return BagConverter(bag, cfg, part, converter).run(progress)

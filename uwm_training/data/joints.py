@@ -42,6 +42,7 @@ class JointDecoder:
         self.complete_seen = False
         self._newest: dict[tuple[str, ...], int] = {}  # per publisher (name set): newest stamp
         self._slots: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._orders: dict[tuple[str, ...], np.ndarray | None] = {}  # complete name lists
 
     def sample(self, raw: bytes, stamp: int, prev: JointSample | None) -> JointSample:
         if self.first_ns is None:
@@ -59,6 +60,32 @@ class JointDecoder:
     def merge(self, node: JointSample) -> Merged:
         """(fields, joints) values, per-joint stamps (-1: never seen) and the age (the oldest
         stamp; None while a joint is unseen) at ``node``."""
+        msg = self.decode(node.raw)  # (merge runs once per node, before it has a state)
+        key = tuple(msg.name)
+        if key not in self._orders:
+            picked = {n: i for i, n in enumerate(key) if n in self.index}  # last of a repeat
+            complete = len(picked) == len(self.names)
+            self._orders[key] = np.array([picked[n] for n in self.names]) if complete else None
+        order = self._orders[key]
+        if order is not None:  # it names every joint (one publisher): nothing older is needed
+            return self._merge_complete(node, msg, key, order)
+        return self._merge_walk(node, msg)
+
+    def _merge_complete(self, node: JointSample, msg: Any, key: tuple[str, ...],
+                        order: np.ndarray) -> Merged:  # fmt: skip
+        if node.stamp < self._newest.get(key, -1):
+            self._backwards(node.stamp, self._newest[key])
+        self._newest[key] = node.stamp
+        fields = [getattr(msg, name) for name in self.fields]
+        for name, field in zip(self.fields, fields):
+            if len(field) != len(key):
+                raise self._fail(f"{len(field)} values for {len(key)} names", name)
+        self.complete_seen = True
+        values = np.array(fields, np.float32)[:, order]
+        return values, np.full(len(self.names), node.stamp, np.int64), node.stamp
+
+    def _merge_walk(self, node: JointSample, first: Any) -> Merged:
+        """Merge newest first down the chain (``first``: ``node`` decoded)."""
         values = np.zeros((len(self.fields), len(self.names)), np.float32)
         stamps = np.full(len(self.names), -1, np.int64)
         unseen = len(self.names)  # joints without a value yet (counted here: numpy is slower)
@@ -71,7 +98,7 @@ class JointDecoder:
                 values[:, missing] = current.state[0][:, missing]
                 stamps[missing] = current.state[1][missing]
                 break
-            msg = self.decode(current.raw)
+            msg = first if current is node else self.decode(current.raw)
             key = tuple(msg.name)
             # Walking newest first: a publisher's stamps must not rise, nor undercut its newest
             # stamp of earlier walks.

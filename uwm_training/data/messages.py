@@ -28,6 +28,7 @@ CAMERA_TYPES = (IMAGE, COMPRESSED)
 COMMAND_TYPES = (JOINT_STATE, TRAJECTORY, FLOAT_ARRAY, TWIST)
 TWIST_NAMES = ("linear.x", "linear.y", "linear.z", "angular.x", "angular.y", "angular.z")
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_STAMP_LE, _STAMP_BE = struct.Struct("<iI").unpack_from, struct.Struct(">iI").unpack_from
 
 
 # ----- stamps -----------------------------------------------------------------------------------
@@ -37,9 +38,8 @@ def header_stamp(raw: bytes | memoryview) -> tuple[int, int]:
     Offset 4 (after the encapsulation header) is where CDR puts the first int32, so lazily
     decoded cameras get their stamp for ~0.1 us instead of a full deserialisation.
     """
-    little = raw[1] & 1  # encapsulation kind: 0x0001 CDR little endian, 0x0000 big endian
-    sec, nanosec = struct.unpack_from("<iI" if little else ">iI", raw, 4)
-    return sec, nanosec
+    # encapsulation kind: 0x0001 CDR little endian, 0x0000 big endian
+    return (_STAMP_LE if raw[1] & 1 else _STAMP_BE)(raw, 4)  # type: ignore[return-value]
 
 
 def stamp_ns(sec: int, nanosec: int) -> int:

@@ -10,7 +10,7 @@
       meta/episode_ends int64 (E,)   meta/episode_has_action, episode_has_state bool (E,)
       meta/episode_task int32 (E,) -> attrs.tasks   meta/episode_source int32 (E,) -> sources
 
-Image shards are read and written as files by ``Frames`` in their Zarr v3 sharding layout:
+Image shards are read and written as files (``shards``) in their Zarr v3 sharding layout:
 zarr's own per-chunk path costs ~0.6 ms a frame (the compression itself ~0.04 ms), and a file
 per frame costs as much again on ext4. Reading a frame touches only its shard's index and its
 own bytes; appends copy encoded frames without re-encoding. Zarr reads the result like any
@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +34,13 @@ from zarr.codecs import BytesCodec, ShardingCodec, ShardingCodecIndexLocation, Z
 
 from ..atomic import replace_dir
 from .errors import DatasetError
+from .shards import ABSENT, FrameAppender, ShardFiles
 from .stats import merge_stats
-
-try:  # the standard library's from Python 3.14; rosbags depends on this backport before that
-    from compression import zstd
-except ImportError:
-    from backports import zstd
 
 FORMAT = 1
 ZSTD_LEVEL = 1  # frames barely compress better at 3 and encode ~1.4x slower
 ROWS_PER_CHUNK = 4096
 FRAMES_PER_SHARD = 64  # one file per 64 frames; a frame is still its own (inner) chunk
-_ABSENT = 2**64 - 1  # shard index entry of a chunk that is not there
 META_DTYPES = {
     "episode_ends": "int64",
     "episode_has_action": "bool",
@@ -110,10 +105,9 @@ def open_store(root: Path, mode: str = "r") -> Any:
     return group
 
 
-class Frames:
-    """The frames of one image array: Zarr v3 shards of ``F`` one-frame chunks, read and written
-    as files (layout: the encoded chunks back to back, then an index of F little-endian uint64
-    (offset, size) pairs; absent chunks are (2**64-1, 2**64-1))."""
+class Frames(ShardFiles):
+    """The frames of one image array: Zarr v3 shards of one-frame chunks, read and written as
+    files (``shards.ShardFiles``); built from the array's metadata, which must say that layout."""
 
     def __init__(self, array: Any, directory: Path) -> None:
         codecs = array.metadata.codecs
@@ -125,24 +119,13 @@ class Frames:
             and [type(c) for c in codec.codecs] == [BytesCodec, ZstdCodec]
             and codec.index_codecs == (BytesCodec(),)
             and codec.index_location == ShardingCodecIndexLocation.end
+            and array.metadata.chunk_key_encoding.encode_chunk_key((1, 0, 0, 0)) == "c.1.0.0.0"
         )
         if not ok:
             raise DatasetError(f"{directory}: image array is not sharded one-frame zstd chunks")
-        self.dir, self.shape = directory, tuple(array.shape[1:])
-        self.per_shard = int(array.metadata.chunk_grid.chunk_shape[0])
-        self._key = array.metadata.chunk_key_encoding.encode_chunk_key
-        self._level = codec.codecs[1].level
-        self._zstd = numcodecs.Zstd(level=self._level)
-
-    def path(self, shard: int) -> Path:
-        return self.dir / self._key((shard, 0, 0, 0))
-
-    def encoder(self) -> Callable[[np.ndarray], bytes]:
-        """frame -> chunk bytes. Unlike numcodecs' encode (same bytes), it keeps its zstd context:
-        a fresh one per frame costs ~40% more."""
-        compressor = zstd.ZstdCompressor(level=self._level)
-        end = zstd.ZstdCompressor.FLUSH_FRAME
-        return lambda frame: compressor.compress(np.ascontiguousarray(frame, np.uint8), end)
+        per_shard = int(array.metadata.chunk_grid.chunk_shape[0])
+        super().__init__(directory, tuple(array.shape[1:]), per_shard, codec.codecs[1].level)
+        self._zstd = numcodecs.Zstd(level=self.level)
 
     def read(self, index: int) -> np.ndarray:
         """One frame: reads the shard's index and that frame's bytes, nothing else."""
@@ -155,71 +138,12 @@ class Frames:
             size = os.fstat(fd).st_size
             entry = os.pread(fd, 16, size - 16 * (self.per_shard - k))
             offset, nbytes = np.frombuffer(entry, "<u8").tolist()
-            if offset == _ABSENT:
+            if offset == ABSENT:
                 raise DatasetError(f"{self.dir}: frame {index} is missing (damaged dataset)")
             raw = os.pread(fd, nbytes, offset)
         finally:
             os.close(fd)
         return np.frombuffer(self._zstd.decode(raw), np.uint8).reshape(self.shape)
-
-    def shard_chunks(self, shard: int) -> list[bytes]:
-        """The encoded frames of a shard, in order, up to its last present one."""
-        data = self.path(shard).read_bytes()
-        index = np.frombuffer(data[-16 * self.per_shard :], "<u8").reshape(-1, 2).tolist()
-        chunks = [data[o : o + n] for o, n in index if o != _ABSENT]
-        return chunks
-
-    def write_shard(self, shard: int, chunks: list[bytes]) -> None:
-        index = np.full((self.per_shard, 2), _ABSENT, "<u8")
-        sizes = [len(c) for c in chunks]
-        index[: len(chunks), 0] = np.cumsum([0, *sizes[:-1]])
-        index[: len(chunks), 1] = sizes
-        path = self.path(shard)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as f:
-            f.write(b"".join([*chunks, index.tobytes()]))  # one write: ~40% less CPU than 65
-        # A new file, renamed over the old one: hard-linked shards of the dataset being
-        # appended to (see ``staged``) are replaced, never modified.
-        os.replace(tmp, path)
-
-
-class FrameAppender:
-    """Appends encoded frames from frame ``start`` on, writing each shard once it is full."""
-
-    def __init__(self, frames: Frames, start: int) -> None:
-        self.frames = frames
-        self._seek(start)
-        self._written = self.shard  # shards [0, _written) may exist on disk
-
-    def _seek(self, position: int) -> None:
-        self.shard, k = divmod(position, self.frames.per_shard)
-        self.buffer = self.frames.shard_chunks(self.shard)[:k] if k else []
-
-    @property
-    def position(self) -> int:
-        return self.shard * self.frames.per_shard + len(self.buffer)
-
-    def append(self, chunk: bytes) -> None:
-        self.buffer.append(chunk)
-        if len(self.buffer) == self.frames.per_shard:
-            self.frames.write_shard(self.shard, self.buffer)
-            self.shard, self.buffer = self.shard + 1, []
-            self._written = max(self._written, self.shard)
-
-    def rewind(self, position: int) -> None:
-        """Forget frames from ``position`` on (a discarded episode)."""
-        if position >= self.shard * self.frames.per_shard:
-            del self.buffer[position - self.shard * self.frames.per_shard :]
-        else:
-            self._seek(position)
-
-    def close(self) -> None:
-        """Write the partial last shard; remove shards left beyond the end by rewinds."""
-        end = self.shard + 1 if self.buffer else self.shard
-        if self.buffer:
-            self.frames.write_shard(self.shard, self.buffer)
-        for shard in range(end, self._written + 1):
-            self.frames.path(shard).unlink(missing_ok=True)
 
 
 class Store:
@@ -344,6 +268,7 @@ def staged(out: Path, append: bool) -> Iterator[Path]:
     if out.exists() and not append:
         raise DatasetError(f"{out}: exists; pass --append to add episodes, or choose a new path")
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    created = [p for p in out.parents if not p.exists()]  # innermost first
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         if append:
@@ -353,6 +278,9 @@ def staged(out: Path, append: bool) -> Iterator[Path]:
         replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for parent in created:  # the folders made for the output, if nothing else is in them
+            with suppress(OSError):
+                parent.rmdir()
         raise
 
 

@@ -115,7 +115,7 @@ def convert_video(
         cameras={cam: CameraConfig(topic=f"/{cam}") for cam in files},
         max_skew=max_skew_ns / 1e9,
     )
-    timeline = Timeline(fps)
+    timeline = Timeline(fps, clock=next(iter(files)))
     for cam in files:
         timeline.add(cam, max_skew_ns, by_receive=False)
     digests = [file_digest(Path(f)) for f in files.values()]

@@ -1,46 +1,33 @@
 """Write one source's episodes into a part store while it is being read.
 
-Frames arrive one at a time; each camera's image is decoded, fitted, compressed and appended to
-a shard at once (on the reading thread: conversions already run a process per bag, and a thread
-per part measured slower, its GIL hand-offs costing more than the overlap it gave), low-dim rows
-are flushed to Zarr in blocks, and normalisation stats are gathered per finished episode.
+Frames arrive one at a time; each camera's image is decoded and fitted on the reading thread,
+then compressed and appended to a shard: in this process (``framesink.LocalFrames``), or for a
+big source in a second one (``framesink.FrameSink``: the compression is the costliest step, and
+a thread measured slower, its GIL hand-offs costing more than the overlap it gave). Low-dim
+rows are flushed to Zarr in blocks, and normalisation stats are gathered per finished episode.
 Memory: one shard and one block of rows being filled, one episode's rows at its end. A part is
 itself a small dataset; ``store.append_part`` moves it into place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .framesink import FrameJob, FrameSink, LocalFrames
 from .stats import RunningStats
-from .store import ROWS_PER_CHUNK, FrameAppender, Frames, create_store
-
-ImageJob = Callable[[], np.ndarray]  # -> (S, S, 3) uint8; the same job object = the same frame
-
-
-class _CameraOutput:
-    """One camera's frames: its encoder and the shards being appended."""
-
-    def __init__(self, frames: Frames) -> None:
-        self.encode = frames.encoder()
-        self.appender = FrameAppender(frames, 0)
-        self._last: tuple[ImageJob, bytes] | None = None  # the previous job and its bytes
-
-    def add(self, job: ImageJob) -> None:
-        """Decode, encode and append a frame (a duplicated frame, the same job, encodes once)."""
-        if self._last is None or self._last[0] is not job:
-            self._last = (job, self.encode(job()))
-        self.appender.append(self._last[1])
+from .store import ROWS_PER_CHUNK, Frames, create_store
 
 
 class PartWriter:
     """Episodes of one source -> a part store at ``root``."""
 
-    def __init__(self, root: Path, spec: dict[str, Any], converter: dict[str, Any]) -> None:
+    def __init__(
+        self, root: Path, spec: dict[str, Any], converter: dict[str, Any], offload: bool = False
+    ) -> None:
+        """``offload``: compress and write frames in a second process (``framesink``)."""
         self.spec = spec
         self.group = create_store(root, spec, converter)
         self.frames = {
@@ -55,14 +42,16 @@ class PartWriter:
         self._flushed = 0  # rows already in the Zarr arrays
         self._stats = {k: RunningStats(len(v)) for k, v in spec["lowdim"].items()}
         self._zeros = {k: np.zeros(len(v), np.float32) for k, v in spec["lowdim"].items()}
-        self._outputs = {cam: _CameraOutput(frames) for cam, frames in self.frames.items()}
+        cameras = list(self.frames.values())
+        self._outputs = FrameSink(cameras) if offload else LocalFrames(cameras)
+        self._cam_index = {cam: i for i, cam in enumerate(self.frames)}
 
     # ----- frames and episodes ------------------------------------------------------------------
-    def add_frame(self, images: dict[str, ImageJob], lowdim: dict[str, np.ndarray]) -> None:
+    def add_frame(self, images: dict[str, FrameJob], lowdim: dict[str, np.ndarray]) -> None:
         """Append one frame to the current episode: every camera; low-dim keys the frame lacks
         (the action of an action-free episode) are stored as zeros."""
         for cam, job in images.items():
-            self._outputs[cam].add(job)
+            self._outputs.add(self._cam_index[cam], job)
         for key in self.keys:
             self._rows[key].append(lowdim[key] if key in lowdim else self._zeros[key])
         self.n += 1
@@ -85,8 +74,7 @@ class PartWriter:
     def discard_episode(self) -> None:
         """Drop the current episode's frames."""
         if self.n > self._start:
-            for out in self._outputs.values():
-                out.appender.rewind(self._start)
+            self._outputs.rewind(self._start)
         if self._start < self._flushed:
             self._flushed = self._start
             self._rows = {k: [] for k in self.keys}
@@ -125,11 +113,14 @@ class PartWriter:
         self._rows = {k: [] for k in self.keys}
 
     # ----- finish -------------------------------------------------------------------------------
+    def abort(self) -> None:
+        """The conversion failed: stop writing (the caller removes the part)."""
+        self._outputs.abort()
+
     def close(self, report: dict[str, Any], source: dict[str, Any]) -> None:
         """Finish the part: flush rows and frames, write metadata (report, source record)."""
         self.discard_episode()  # an episode still open here was never ended: not kept
-        for out in self._outputs.values():
-            out.appender.close()
+        self._outputs.close()
         self._flush()
         for key in self.keys:
             array: Any = self.group[f"data/{key}"]

@@ -1,0 +1,81 @@
+"""Frames compressed in a second process: the same files as in-process, failures surface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from data_helpers import (
+    T0,
+    convert,
+    convert_config,
+    image_msg,
+    leftovers,
+    robot_messages,
+    string_msg,
+    write_bag,
+)
+
+import uwm_training.data.extract as extract
+from uwm_training.data.errors import BagError, DataError
+from uwm_training.data.framesink import FrameSink
+from uwm_training.data.shards import ShardFiles
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and p.parent != root  # the root zarr.json holds source paths
+    }
+
+
+def test_offloaded_frames_are_the_in_process_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 5 Hz camera serving two ticks each (repeats), short episodes discarded (rewinds, one
+    across the first shard boundary, 64), more than a shard of frames."""
+    msgs = robot_messages(seconds=14.0, camera_hz=(5, 30), drop=())
+    cuts = [1.0, 1.6, 7.1, 7.8]  # 0.6 s and 0.7 s episodes are short: frames 10-16, 60-67
+    msgs += [("/episode", T0 + round(s * 1e9), string_msg(f"task {s}")) for s in cuts]
+    bag = write_bag(tmp_path / "bag", msgs)
+    cfg = convert_config(
+        tmp_path,
+        cameras={"front": {"topic": "/front/image_raw", "max_skew": 0.1},
+                 "wrist": {"topic": "/wrist/image_raw"}},
+        episodes={"marker_topic": "/episode", "min_frames": 8},
+    )  # fmt: skip
+    (local,) = convert([bag], tmp_path / "local", cfg, allow_losses=True)
+    monkeypatch.setattr(extract, "OFFLOAD_MIN_FRAMES", 0)
+    monkeypatch.setattr(extract, "core_free", lambda: True)
+    (remote,) = convert([bag], tmp_path / "remote", cfg, allow_losses=True)
+    assert local["short_episodes"] == 2 and local["frames"] > 64
+    assert local["streams"]["front"]["duplicated_ticks"] > 30
+    assert files(tmp_path / "local") == files(tmp_path / "remote")
+
+
+def test_a_failing_offloaded_conversion_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    msgs = [m for m in robot_messages(seconds=3.0) if m[0] != "/wrist/image_raw"]
+    size = lambda i: (48, 64) if i < 60 else (60, 80)  # noqa: E731
+    rgb = lambda i: np.zeros((*size(i), 3), np.uint8)  # noqa: E731
+    msgs += [("/wrist/image_raw", T0 + i * 33_000_000, image_msg(T0 + i * 33_000_000, rgb(i)))
+             for i in range(90)]  # fmt: skip
+    monkeypatch.setattr(extract, "OFFLOAD_MIN_FRAMES", 0)
+    monkeypatch.setattr(extract, "core_free", lambda: True)
+    out = tmp_path / "out" / "ds"
+    with pytest.raises(BagError, match="image size changed mid-bag"):
+        convert([write_bag(tmp_path / "bag", msgs)], out, convert_config(tmp_path))
+    assert not out.parent.exists() and not leftovers(tmp_path)
+
+
+def test_frame_writer_failure_is_an_error(tmp_path: Path) -> None:
+    sink = FrameSink([ShardFiles(tmp_path / "missing", (4, 4, 3), 2, 1)])
+    frame: Any = np.zeros((4, 4, 3), np.uint8)
+    for _ in range(3):  # a full shard: written into a folder that is not there
+        sink.add(0, lambda: frame)
+    with pytest.raises(DataError, match="frame writer process failed .*No such file"):
+        sink.close()
