@@ -58,6 +58,7 @@ ROWS: dict[str, dict[str, Any]] = {
     "D256x6 DiT": {**RECIPE, "model": {"embed_dim": 256, "depth": 6}},
     "dp": {**RECIPE, "model": {"future_obs": False}},
     "cotrain": {**RECIPE, "stage": "cotrain"},
+    "anneal": {**RECIPE, "optim": {"min_lr_ratio": 0.0}},
 }
 
 

@@ -145,10 +145,10 @@ class TrainConfig:
             normalises with the finetuning data's own statistics.
         imagenet_weights: local torchvision resnet18 state dict for a new model's ResNet.
         steps: optimizer steps in total (a resumed run continues to this number).
-        max_minutes: wall-clock budget of this invocation: training stops after the first step
-            past it, evaluating and checkpointing as after the last step. The LR schedule still
-            spans ``steps``: pair it with ``optim.min_lr_ratio: 1`` (constant LR after warmup,
-            as DiT trains) when the budget, not ``steps``, decides. None: no budget.
+        max_minutes: time budget of this invocation: training stops after the first step past
+            it, evaluating and checkpointing as after the last step. The cosine LR schedule
+            ends at the budget or at ``steps``, whichever comes first (``optim.min_lr_ratio:
+            1`` keeps the LR constant after warmup, as DiT trains). None: no budget.
         budget_clock: what ``max_minutes`` (and the closed-loop curve's minutes) count: "wall"
             time, or this process's "cpu" time, which a shared machine does not change (for
             equal-budget comparisons; with one intra-op thread it is the compute spent).

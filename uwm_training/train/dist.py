@@ -37,13 +37,17 @@ class Dist:
         if self.ddp:
             torch_dist.barrier()
 
+    def maximum(self, value: float) -> float:
+        """The largest ``value`` of all ranks, on every rank (e.g. the budget used so far)."""
+        if not self.ddp:
+            return value
+        t = torch.tensor([value], device=self.device)
+        torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
+        return float(t.item())
+
     def any(self, flag: bool) -> bool:
         """True on every rank when ``flag`` is true on some rank (e.g. a rank's clock ran out)."""
-        if not self.ddp:
-            return flag
-        t = torch.tensor([float(flag)], device=self.device)
-        torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
-        return bool(t.item())
+        return self.maximum(float(flag)) > 0
 
 
 def setup(device: str) -> Dist:

@@ -181,12 +181,12 @@ def _train(
     # ----- the loop -----------------------------------------------------------------------------
     last_ckpt = ckpt
     clock = time.monotonic if cfg.budget_clock == "wall" else time.process_time
-    deadline = clock() + cfg.max_minutes * 60 if cfg.max_minutes else None
+    began, budget_used = clock(), 0.0
     measured = closed_loop is not None and ema is not None and data.spec is not None
     curve = _Curve(clock, closed_loop) if closed_loop is not None and measured else None
     done = step >= cfg.steps
     while not done:
-        lr = lr_at(step, cfg.optim, cfg.steps)
+        lr = lr_at(step, cfg.optim, cfg.steps, budget_used)
         for group in optimizer.param_groups:
             group["lr"] = lr
         started, waited, infos = time.perf_counter(), 0.0, []
@@ -212,9 +212,9 @@ def _train(
         if ema is not None:
             ema.update(model, step)
         step += 1
-        # the ranks agree on the clock only when there is a budget (a collective per step)
-        out_of_time = deadline is not None and env.any(clock() > deadline)
-        done = step >= cfg.steps or out_of_time
+        if cfg.max_minutes:  # the ranks agree on the clock (a collective per step)
+            budget_used = env.maximum((clock() - began) / (cfg.max_minutes * 60))
+        done = step >= cfg.steps or budget_used >= 1.0
 
         if step % cfg.log_every == 0 or done:
             elapsed = time.perf_counter() - started

@@ -31,12 +31,14 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) ->
     )
 
 
-def lr_at(step: int, cfg: OptimConfig, total_steps: int) -> float:
-    """Linear warmup to ``lr`` over ``warmup_steps``, then cosine down to lr * min_lr_ratio."""
+def lr_at(step: int, cfg: OptimConfig, total_steps: int, budget_used: float = 0.0) -> float:
+    """Linear warmup to ``lr`` over ``warmup_steps``, then cosine down to lr * min_lr_ratio at
+    the last step or at the end of the time budget (``budget_used`` in [0, 1]), whichever
+    comes first: a run cut by its budget still ends annealed."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     floor = cfg.lr * cfg.min_lr_ratio
-    progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+    progress = max((step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps), budget_used)
     return floor + 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))) * (cfg.lr - floor)
 
 
