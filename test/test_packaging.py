@@ -100,6 +100,7 @@ def test_cdr_round_trip(typestore):
         start=time(sec=12, nanosec=400_000_000),
         dt=0.125,  # float32-exact values
         names=["j1", "j2"],
+        kind="positions",
         horizon=3,
         action_dim=2,
         data=np.arange(6, dtype=np.float32) / 7,
