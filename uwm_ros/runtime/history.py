@@ -69,6 +69,8 @@ class Stream:
     def at(self, t: float, tolerance: float) -> np.ndarray:
         """The sample nearest to ``t`` within ``tolerance``; the oldest one for times before
         the history starts (padding); ``MissingSample`` for a gap."""
+        if not self.stamps:
+            raise MissingSample("no samples")
         if t < self.stamps[0] - tolerance:
             return self.values[0]
         i = nearest(self.stamps, t, tolerance)

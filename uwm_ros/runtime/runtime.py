@@ -222,7 +222,8 @@ class PolicyRuntime:
     def tick(self) -> Chunk | None:
         """Watch, collect, check and schedule; returns a chunk to publish, or None."""
         now = self.clock()
-        if self._last_now is not None and now < self._last_now - self.cfg.max_age:
+        back = now < (self._last_now or now) - self.cfg.max_age
+        if back and not self._cleared:  # inputs that went back already cleared the history
             self._clear(f"node clock went backwards by {self._last_now - now:.3f} s")
         self._last_now = now
         why, self._cleared = self._cleared, ""
