@@ -224,7 +224,7 @@ class PolicyRuntime:
         now = self.clock()
         back = now < (self._last_now or now) - self.cfg.max_age
         if back and not self._cleared:  # inputs that went back already cleared the history
-            self._clear(f"node clock went backwards by {self._last_now - now:.3f} s")
+            self._clear(f"node clock went backwards by {(self._last_now or now) - now:.3f} s")
         self._last_now = now
         why, self._cleared = self._cleared, ""
         if why:  # here, not in the input callback: the plan belongs to the timer's thread
