@@ -188,6 +188,18 @@ def test_history_frames_are_one_period_apart_with_jittered_stamps(runtime_factor
             assert joints[:, 1].tolist() == [k - 1, k]  # model joints in order: joint0, joint1
 
 
+def test_history_start_pads_with_the_same_frame(runtime_factory) -> None:  # type: ignore[no-untyped-def]
+    """Two frames 20 ms apart at the start: frame t-1 repeats frame t (as training pads an
+    episode start), never pairs it with a frame 20 ms older."""
+    rt, _, _ = runtime_factory()
+    for k, t in enumerate((100.0, 100.02)):
+        for cam in ("left", "right"):
+            rt.on_image(cam, t, np.full((8, 8, 3), k, np.uint8))
+        rt.on_joints(t, NAMES, [0.0, float(k), 0.0])
+    images, joints = rt.history.observation(100.02)
+    assert images["left"][:, 0, 0, 0].tolist() == [1, 1] and joints[:, 1].tolist() == [1, 1]
+
+
 def test_history_spans_time_not_a_count_for_1khz_joints(runtime_factory) -> None:  # type: ignore[no-untyped-def]
     rt, clock, _ = runtime_factory()
     t = 100.0 + np.arange(1500) * 0.001  # 1.5 s at 1 kHz, the value of joint0 is its stamp

@@ -4,9 +4,9 @@ Each stream (a camera, the joint states) keeps the samples of the last ``keep`` 
 own stamps, whatever their rate (a 1 kHz joint stream holds a second of samples, not a count).
 An observation is built for a reference time t: per stream, frame j is the sample *nearest* to
 t - (h_o-1-j)*dt within half a period (``uwm_ros.timing.nearest``, the converter's rule), so
-jittered stamps never pair frame t with frame t-2. Before enough history exists the oldest
-sample repeats, as the training windows pad episode starts; a gap inside the history makes the
-observation unusable. Time going backwards is the runtime's call (``went_back``, ``clear``).
+jittered stamps never pair frame t with frame t-2. Before enough history exists the frame of
+the next later time repeats, as the training windows pad episode starts; a gap inside the
+history makes the observation unusable. Time going backwards is the runtime's call (``went_back``, ``clear``).
 """
 
 from __future__ import annotations
@@ -66,13 +66,13 @@ class Stream:
     def newest(self) -> float | None:
         return self.stamps[-1] if self.stamps else None
 
-    def at(self, t: float, tolerance: float) -> np.ndarray:
-        """The sample nearest to ``t`` within ``tolerance``; the oldest one for times before
-        the history starts (padding); ``MissingSample`` for a gap."""
+    def at(self, t: float, tolerance: float) -> np.ndarray | None:
+        """The sample nearest to ``t`` within ``tolerance``; None for times before the history
+        starts (the caller pads); ``MissingSample`` for a gap."""
         if not self.stamps:
             raise MissingSample("no samples")
         if t < self.stamps[0] - tolerance:
-            return self.values[0]
+            return None
         i = nearest(self.stamps, t, tolerance)
         if i is None:
             raise MissingSample(f"no sample within {tolerance * 1e3:.0f} ms of {t:.3f} s")
@@ -159,7 +159,13 @@ class History:
         return picked, joints
 
     def _frames(self, name: str, times: list[float]) -> np.ndarray:
-        try:
-            return np.stack([self.streams[name].at(x, self.dt / 2) for x in times])
-        except MissingSample as e:
-            raise MissingSample(f"{name}: {e}") from None
+        """Newest first, so a time before the history starts repeats the frame after it: the
+        same frame, as training pads an episode's start (not an older neighbour)."""
+        frames: list[np.ndarray] = []
+        for x in reversed(times):
+            try:
+                value = self.streams[name].at(x, self.dt / 2)
+            except MissingSample as e:
+                raise MissingSample(f"{name}: {e}") from None
+            frames.append(frames[-1] if value is None else value)
+        return np.stack(frames[::-1])
