@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from helpers import tiny_config
 
 from uwm_ros.engines.base import Engine, Observation, Prediction
 from uwm_training.export.bundle import Manifest
-from uwm_training.model import AutoencoderConfig, PolicySpec, UWMConfig
+from uwm_training.model import PolicySpec
 
 JOINTS = ("joint0", "joint1")
 ACTIONS = (*JOINTS, "frame_gap")
@@ -32,19 +33,7 @@ FPS = 10.0
 
 def write_bundle(root: Path) -> Path:
     """A bundle.yaml the oracle can load (it needs no weights or graphs)."""
-    cfg = UWMConfig(
-        cameras=CAMERAS,
-        image_size=32,
-        horizon=4,
-        action_dim=3,
-        proprio_dim=2,
-        embed_dim=64,
-        depth=2,
-        num_heads=2,
-        num_registers=2,
-        patch_size=2,
-        autoencoder=AutoencoderConfig(downsample=4, base_channels=16),
-    )
+    cfg = tiny_config(cameras=CAMERAS, proprio_dim=len(JOINTS), action_dim=len(ACTIONS))
     stats = {"min": [-10.0] * 3, "max": [10.0] * 3}
     spec = PolicySpec(
         FPS,
@@ -121,24 +110,17 @@ class OracleEngine(Engine):
 
 
 def main(argv: list[str]) -> None:
-    """The policy node on DDS with the oracle engine, until SIGTERM/SIGINT."""
+    """The policy node on DDS with the oracle engine, until SIGTERM."""
     import signal
 
-    from uwm_ros.nodes.policy_node import PolicyNode
+    from uwm_ros.nodes.policy_node import run
     from uwm_ros.transport.dds import DDSTransport
 
     bundle, control, params = argv[0], argv[1], json.loads(argv[2])
     transport = DDSTransport("uwm_policy", params=params)
-    node = PolicyNode(transport, OracleEngine(bundle, control))
     signal.signal(signal.SIGTERM, lambda *_: transport.shutdown())
-    print("node ready", flush=True)
-    try:
-        transport.spin()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.close()
-        transport.shutdown()
+    print("node starting", flush=True)
+    run(transport, OracleEngine(bundle, control))
 
 
 if __name__ == "__main__":

@@ -330,9 +330,9 @@ def main(argv: list[str] | None = None) -> None:
     run(RclpyTransport("uwm_policy", args=argv))
 
 
-def run(transport: Transport) -> None:
+def run(transport: Transport, engine: Engine | None = None) -> None:
     """Build the node on ``transport`` and spin until Ctrl-C, then shut both down."""
-    node = PolicyNode(transport)
+    node = PolicyNode(transport, engine)
     try:
         transport.spin()
     except KeyboardInterrupt:

@@ -6,7 +6,8 @@ An observation is built for a reference time t: per stream, frame j is the sampl
 t - (h_o-1-j)*dt within half a period (``uwm_ros.timing.nearest``, the converter's rule), so
 jittered stamps never pair frame t with frame t-2. Before enough history exists the frame of
 the next later time repeats, as the training windows pad episode starts; a gap inside the
-history makes the observation unusable. Time going backwards is the runtime's call (``went_back``, ``clear``).
+history makes the observation unusable. Time going backwards is the runtime's call
+(``went_back``, ``clear``).
 """
 
 from __future__ import annotations
