@@ -215,8 +215,8 @@ class PolicyNode:
     # ----- live parameters ---------------------------------------------------------------------
     def _on_param(self, name: str, value: Any) -> None:
         """A parameter set at run time; raising refuses it (the transport reports why)."""
-        if name in TRANSPORT_PARAMS:
-            return
+        if name in TRANSPORT_PARAMS or name not in PARAMS:
+            return  # the middleware's own (use_sim_time, rclpy's qos_overrides...)
         value = check_param(name, value)
         if not PARAMS[name].live:
             raise ValueError(f"parameter {name!r} is read-only at run time")
