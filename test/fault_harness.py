@@ -33,7 +33,7 @@ from uwm_ros.transport.base import SENSOR_DATA
 from uwm_ros.transport.dds import DDSTransport
 
 DT = 1.0 / FPS
-STALENESS = 0.15  # how old a joint's newest value may rightly be (a starved publisher)
+STALENESS = 0.5  # how old a joint's newest value may rightly be: the node's max_age
 NODE_PARAMS = {
     "enabled": True,
     "use_sim_time": True,
@@ -325,7 +325,7 @@ SCENARIOS = [
 ]  # fmt: skip
 
 
-def run_scenario(rig: Rig, s: Scenario, warmup: float = 60.0) -> Result:
+def run_scenario(rig: Rig, s: Scenario, warmup: float = 180.0) -> Result:
     """Healthy first; inject; watch; clear; wait for recovery."""
     ready = time.monotonic()
     if not rig.wait(lambda: rig.healthy_since(ready), warmup):
