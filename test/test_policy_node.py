@@ -17,6 +17,7 @@ def test_policy_node_over_dds(dds_domain, tiny_bundle) -> None:  # type: ignore[
     bundle, model, spec = tiny_bundle
     params = {"bundle": str(bundle), "backend": "torch", "enabled": True, "execute_steps": 2}
     params |= {"max_age": 1.0, "max_skew": 0.5, "control_rate": 20.0, "frames_every": 1}
+    params |= {"engine_timeout": 60.0}  # a loaded machine must not trip the watchdog here
     node_t = DDSTransport("uwm_policy", params=params)
     node = PolicyNode(node_t)
     threading.Thread(target=node_t.spin, daemon=True).start()

@@ -72,7 +72,9 @@ def runtime_factory(tiny_bundle):  # type: ignore[no-untyped-def]
     def make(engine=None, **cfg):  # type: ignore[no-untyped-def]
         engine = engine or TorchEngine(tiny_bundle[0])
         clock = SimClock()
-        rt = PolicyRuntime(engine, RuntimeConfig(**{"enabled": True, **cfg}), clock)
+        # a generous engine deadline: a loaded machine must not trip the watchdog here
+        cfg = {"enabled": True, "engine_timeout": 60.0, **cfg}
+        rt = PolicyRuntime(engine, RuntimeConfig(**cfg), clock)
         made.append(rt)
         return rt, clock, engine
 

@@ -194,7 +194,8 @@ class PolicyRuntime:
         except InputError as e:
             self.reject(source or "joint_states", e.field, e.detail)
             return
-        if merged is not None:
+        # a snapshot with a joint older than max_age (a silent publisher) is not a frame
+        if merged is not None and stamp - self.merger.stamps.min() <= self.cfg.max_age:
             self.history.add("joints", stamp, merged)
 
     def reject(self, source: str, field: str, detail: str) -> None:
