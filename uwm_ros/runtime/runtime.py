@@ -241,16 +241,16 @@ class PolicyRuntime:
             self._halt(ERROR, f"engine call running for {running:.1f} s, past its "
                               f"{self.deadline:.1f} s deadline: not publishing")  # fmt: skip
             return None
+        stale = self.merger.stale(now, self.cfg.max_age)  # first: it names the joint
+        if stale and not self.merger.unseen():
+            ages = ", ".join(f"{n} {a * 1e3:.0f} ms" for n, a in sorted(stale.items()))
+            self._halt(STALE, f"stale joints (max age {self.cfg.max_age * 1e3:.0f} ms): {ages}")
+            return None
         check = self.history.check(now, self.cfg.max_age, self.cfg.max_skew)
         if not check.ok:  # watchdog: inputs stopped or drifted apart -> stop and start over
             unseen = self.merger.unseen()
             reason = f"{check.reason} (joints never received: {unseen})" if unseen else check.reason
             self._halt(check.level, reason)
-            return None
-        stale = self.merger.stale(now, self.cfg.max_age)
-        if stale:
-            ages = ", ".join(f"{n} {a * 1e3:.0f} ms" for n, a in sorted(stale.items()))
-            self._halt(STALE, f"stale joints (max age {self.cfg.max_age * 1e3:.0f} ms): {ages}")
             return None
         if not self._busy and now >= self.scheduler.trigger_time():
             self._submit(check.stamp)
