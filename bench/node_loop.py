@@ -134,9 +134,12 @@ def node_latency(bundle: Path, chunks: int) -> tuple[list[float], list[float], l
     for _ in range(chunks + 3):
         now = time.time()
         stamp = round(seconds(header(tester, now).stamp), 4)  # the chunk's stamp, +- float noise
-        for cam, pub in cams.items():
-            pub.publish(image_msg(tester, frame, now, cam))
-        joints.publish(joint_state_msg(tester, names, np.zeros(len(names)), now))
+        # the history takes each frame from within half a period of its time: inputs one
+        # model period back too (dropped as out of order when the last ones are newer)
+        for t in (now - node.runtime.dt, now):
+            for cam, pub in cams.items():
+                pub.publish(image_msg(tester, frame, t, cam))
+            joints.publish(joint_state_msg(tester, names, np.zeros(len(names)), t))
         deadline = time.monotonic() + 10
         while stamp not in received and time.monotonic() < deadline:
             tester.spin_once(0.01)

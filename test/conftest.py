@@ -40,7 +40,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
     model = randomize(UnifiedWorldModel(tiny_config()).eval())  # type: ignore[assignment]
     spec = tiny_spec(model.cfg)  # type: ignore[attr-defined]
     save_model(model, root / "ckpt" / "model.safetensors", spec)  # type: ignore[arg-type]
-    export_bundle(root / "ckpt", root / "bundle", modes=["policy", "joint"])
+    export_bundle(root / "ckpt", root / "bundle", modes=["policy", "forward_dynamics", "joint"])
     return root / "bundle", model, spec
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from uwm_ros.nodes.policy_node import DEFAULTS
+from uwm_ros.nodes.rviz import namespaced_rviz
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,7 @@ def test_launch_files_compile(tmp_path: Path) -> None:
 
 def test_policy_yaml_names_only_real_parameters() -> None:
     text = (ROOT / "config" / "policy.yaml").read_text()
-    params = yaml.safe_load(text)["uwm_policy"]["ros__parameters"]
+    params = yaml.safe_load(text)["/**"]["ros__parameters"]  # any node name or namespace
     commented = set(re.findall(r"^\s*#\s*(\w+):", text, re.M))
     assert set(params) | commented == set(DEFAULTS)  # every parameter documented, none invented
     for key, value in params.items():
@@ -35,6 +36,27 @@ def test_rviz_config_shows_cameras_predictions_and_ghost() -> None:
     displays = {d["Name"]: d for d in rviz["Visualization Manager"]["Displays"]}
     assert displays["Predicted"]["Topic"]["Value"].endswith("/predicted/front/image_raw")
     assert displays["GhostRobot"]["TF Prefix"] == "ghost"
+
+
+def test_rviz_config_follows_the_namespace() -> None:
+    text = (ROOT / "config" / "rviz" / "uwm.rviz").read_text()
+    assert namespaced_rviz(text, "") == text
+    rviz = yaml.safe_load(namespaced_rviz(text, "/arm1/"))
+    displays = {d["Name"]: d for d in rviz["Visualization Manager"]["Displays"]}
+    assert displays["Camera"]["Topic"]["Value"] == "/arm1/camera/front/image_raw"
+    assert displays["Predicted"]["Topic"]["Value"] == "/arm1/uwm_policy/predicted/front/image_raw"
+    assert displays["GhostRobot"]["Description Topic"]["Value"] == "/arm1/ghost/robot_description"
+    assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "base_link"
+
+
+def test_launch_file_is_ros_conventional() -> None:
+    """What a ROS user expects (the launch file cannot run here without ROS 2)."""
+    text = (ROOT / "launch" / "policy.launch.py").read_text()
+    for needle in ("LifecycleNode(", "TRANSITION_CONFIGURE", "TRANSITION_ACTIVATE",
+                   '"use_sim_time"', "static_transform_publisher", '"ghost/base_link"',
+                   "namespaced_rviz", 'remappings=remappings'):  # fmt: skip
+        assert needle in text, needle
+    assert "joint_states_topic" not in text and "camera_topics" not in text  # no topic params
 
 
 def test_node_scripts_are_executable_python() -> None:

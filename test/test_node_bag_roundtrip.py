@@ -63,7 +63,7 @@ def _write_bag(path: Path, t: Transport, cameras: tuple[str, ...], joints: tuple
 def test_bag_play_node_bag_record(tmp_path: Path, dds_domain, tiny_bundle) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     bundle, model, spec = tiny_bundle
     params = {"bundle": str(bundle), "backend": "torch", "enabled": True, "use_sim_time": True}
-    params |= {"execute_steps": 2, "max_age": 1.0, "max_skew": 0.3}
+    params |= {"execute_steps": 2, "max_age": 1.0, "max_skew": 0.3, "engine_timeout": 60.0}
     node_t = DDSTransport("uwm_policy", params=params)
     node = PolicyNode(node_t)
     assert node.state == "active"
@@ -93,7 +93,9 @@ def test_bag_play_node_bag_record(tmp_path: Path, dds_domain, tiny_bundle) -> No
     with AnyReader([out], default_typestore=typestore()) as reader:
         assert [(c.topic, c.msgtype) for c in reader.connections] == [(CHUNKS, ACTION_CHUNK)]
         chunks = [reader.deserialize(raw, ACTION_CHUNK) for _, _, raw in reader.messages()]
-    assert 1 <= len(chunks) == recorded[CHUNKS] == published
+    assert len(chunks) == recorded[CHUNKS]
+    chunks = [c for c in chunks if c.mode != "stop"]  # deactivate (and faults) send stops
+    assert 1 <= len(chunks) == published
     assert [c.sequence for c in chunks] == sorted({c.sequence for c in chunks})
     for c in chunks:
         assert list(c.names) == list(spec.action_names) and c.action_dim == model.cfg.action_dim

@@ -14,7 +14,7 @@ from uwm_ros.nodes.policy_node import PolicyNode
 from uwm_ros.transport.dds import DDSTransport
 
 PARAMS = {"backend": "torch", "enabled": True, "lifecycle": True, "execute_steps": 2}
-PARAMS |= {"max_age": 1.0, "max_skew": 0.5}
+PARAMS |= {"max_age": 1.0, "max_skew": 0.5, "engine_timeout": 60.0}
 
 
 def _drain(transport: DDSTransport) -> None:
@@ -57,17 +57,18 @@ def test_transitions_gate_inference_and_publishing(dds_domain, tiny_bundle) -> N
         assert node.pub_chunk.wait_for_acks(WAIT_S)
         _drain(tester)
         published = node.runtime.counts["chunks"]
-        assert len(chunks) == published
+        assert chunks[-1].mode == "stop"  # deactivate tells consumers to stop
+        assert len(chunks) == published + 1
         received = joints_received()
         wait_until(lambda: joints_received() >= received + 20, timeout_s=30)  # a second more
         _drain(tester)
-        assert len(chunks) == published == node.runtime.counts["chunks"]
+        assert len(chunks) == published + 1 and published == node.runtime.counts["chunks"]
 
         node.cleanup()
         assert node.state == "unconfigured" and node.runtime is None
         node.configure()  # loads the engine again; the endpoints are reused
         node.activate()
-        spin_until(tester, lambda: len(chunks) > published, timeout_s=30)
+        spin_until(tester, lambda: len(chunks) > published + 1, timeout_s=30)
         node.close()
         assert node.state == "unconfigured"
     finally:

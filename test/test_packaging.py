@@ -26,6 +26,9 @@ EXEC = MSG_DEPS | {
     "python3-numpy",
     "python3-yaml",
     "python3-tqdm",
+    "python3-opencv",  # cv2 (image decoding)
+    "tf2_ros",  # the ghost robot's static transform
+    "lifecycle_msgs",  # the launch file's lifecycle autostart
 }
 
 
@@ -47,6 +50,12 @@ def test_package_xml_declares_ros_dependencies():
     assert MSG_DEPS <= _names(pkg.build_depends)
     assert EXEC <= _names(pkg.exec_depends)
     assert "rosidl_interface_packages" in _names(pkg.member_of_groups)
+
+
+def test_colcon_test_runs_the_pytest_suite():
+    cmake = re.sub(r"#[^\n]*", "", (ROOT / "CMakeLists.txt").read_text())
+    assert re.search(r"ament_add_pytest_test\(\s*\w+\s+test\b", cmake)
+    assert "ament_cmake_pytest" in _names(parse_package(ROOT / "package.xml").test_depends)
 
 
 def test_cmakelists_generates_every_msg_file():
@@ -100,6 +109,7 @@ def test_cdr_round_trip(typestore):
         start=time(sec=12, nanosec=400_000_000),
         dt=0.125,  # float32-exact values
         names=["j1", "j2"],
+        kind="positions",
         horizon=3,
         action_dim=2,
         data=np.arange(6, dtype=np.float32) / 7,

@@ -89,3 +89,22 @@ def test_lifecycle_configure_failure(dds_domain, tmp_path: Path) -> None:  # typ
         assert node.state == "unconfigured"
     finally:
         node_t.shutdown()
+
+
+def test_live_parameters_on_rclpy(dds_domain, tiny_bundle) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """``enabled`` changes live through the on-set callback; wrong types and read-only
+    parameters are refused with a reason; ``~/enable`` takes the same path."""
+    node_t = RclpyTransport("uwm_policy", ros_args({**PARAMS, "bundle": str(tiny_bundle[0])}))
+    node = PolicyNode(node_t)
+    try:
+        node_t.set_param("enabled", False)
+        assert node.runtime is not None and node.runtime.cfg.enabled is False
+        with pytest.raises(ValueError):
+            node_t.set_param("enabled", "true")  # a string is not a bool
+        with pytest.raises(ValueError, match="read"):
+            node_t.set_param("seam", "switch")
+        node._on_enable(type("Bool", (), {"data": True})())
+        assert node.runtime.cfg.enabled is True
+    finally:
+        node.close()
+        node_t.shutdown()

@@ -226,6 +226,12 @@ def _from_dict(cls: Any, d: dict[str, Any], where: str) -> Any:
     return cls(**d)
 
 
+# What an action vector means; a runtime output that cannot express the kind refuses it.
+# "deltas" are per-step joint deltas (next minus current measured positions), so positions
+# follow by adding their running sum to the joints observed at the chunk's time.
+ACTION_KINDS = ("positions", "deltas", "velocities", "twist", "other", "unknown")
+
+
 @dataclass
 class PolicySpec:
     """The raw-unit interface of a trained model, taken from its dataset; travels with weights.
@@ -240,6 +246,8 @@ class PolicySpec:
         relative_actions: the model predicts each chunk as offsets from the joints (same
             names) at the time of its observation; engines add them back, so what leaves an
             engine is always in the dataset's action units.
+        action_kind: what the actions are (``ACTION_KINDS``), from the dataset's action
+            source; "unknown" for specs written before it was recorded.
     """
 
     fps: float
@@ -247,12 +255,16 @@ class PolicySpec:
     proprio_names: tuple[str, ...] = ()
     normalization: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     relative_actions: bool = False
+    action_kind: str = "unknown"
 
     def __post_init__(self) -> None:
         self.action_names = tuple(self.action_names)
         self.proprio_names = tuple(self.proprio_names)
         if self.fps <= 0:
             raise ConfigError(f"spec.fps must be > 0, got {self.fps}")
+        if self.action_kind not in ACTION_KINDS:
+            raise ConfigError(f"spec.action_kind must be one of {ACTION_KINDS}, got "
+                              f"{self.action_kind!r}")  # fmt: skip
 
     def check(self, cfg: UWMConfig) -> None:
         """Raise unless names and statistics fit the model's action/proprio sizes."""

@@ -23,6 +23,9 @@ MIN_OPSET = 18  # torch.onnx dynamo export needs >= 18
 WEIGHTS = "weights.safetensors"
 VAE_DIR = "vae"  # a pretrained diffusers VAE's config.json (weights: in WEIGHTS)
 LOOP_MODES = ("policy", "video", "forward_dynamics", "inverse_dynamics", "joint")
+# What the policy node runs: the policy drives the robot, forward dynamics shows (as predicted
+# frames) what the published chunk leads to. A Diffusion Policy baseline exports policy only.
+DEFAULT_MODES = ("policy", "forward_dynamics")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 Shapes = dict[str, list[int]]

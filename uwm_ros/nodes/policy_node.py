@@ -1,10 +1,16 @@
 """The policy node: wires a Transport to PolicyRuntime. Subscriptions, timers, publishers, params.
 
 Runs as ``ros2 run uwm_ros policy_node`` (rclpy) and as ``uwm policy --bundle B --transport dds``.
-Topics (relative names are under the node): in ``/camera/<name>/image_raw`` (or ``.../compressed``)
-and ``/joint_states``; out ``~/action_chunk``, ``~/joint_trajectory`` (optional, for
-ros2_control), ``~/predicted/<camera>/image_raw`` and ``~/predicted_frames``,
-``~/predicted_joint_states`` (ghost robot), ``/diagnostics``.
+Topic names are relative (remap them, ROS-style): in ``camera/<name>/image_raw`` (or
+``.../image_raw/compressed`` with ``image_transport: compressed``), ``joint_states`` and
+``~/enable`` (std_msgs/Bool: the live ``enabled`` switch); out ``~/action_chunk``,
+``~/joint_trajectory`` (optional, for ros2_control), ``~/predicted/<camera>/image_raw`` and
+``~/predicted_frames``, ``~/predicted_joint_states`` (ghost robot), ``/diagnostics``.
+
+Safety (DESIGN §16): inputs are refused where they enter, any fault drops the plan, and the
+first tick without a plan after publishing sends a stop (an empty chunk and trajectory), so a
+fault or ``enabled: false`` means no motion, never old or wrong motion. Outputs only carry
+actions whose meaning the output can express (``spec.action_kind``).
 
 ROS 2 managed-node states, on any transport: configure loads the engine, activate starts
 inference and publishing, deactivate and cleanup undo them. With the ``lifecycle`` parameter
@@ -17,63 +23,57 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from uwm_ros.conversions import (
+    FieldError,
     compressed_rgb,
-    header,
-    image_msg,
     image_rgb,
     joint_state_msg,
     seconds,
-    time_msg,
 )
 from uwm_ros.engines import Engine, load_engine
-from uwm_ros.runtime import Chunk, PolicyRuntime, RuntimeConfig
+from uwm_ros.runtime import OK, Chunk, PolicyRuntime, RuntimeConfig
 from uwm_ros.transport.base import RELIABLE, SENSOR_DATA, Transport
 
-TRANSPORT_PARAMS = ("use_sim_time",)  # read by the transport, as every ROS node has it
+from .outputs import (
+    action_chunk_msg,
+    diagnostics_msg,
+    frames_msgs,
+    stop_chunk_msg,
+    trajectory_msg,
+)
+from .params import DEFAULTS, PARAMS, TRANSPORT_PARAMS, check_param
 
-DEFAULTS: dict[str, Any] = {
-    "bundle": "",
-    "backend": "auto",
-    "device": "",
-    "precision": "fp32",
-    "camera_topics": [],  # one per bundle camera, same order; default /camera/<name>/image_raw
-    "joint_states_topic": "/joint_states",
-    "control_rate": 0.0,  # ticks per second; 0 = 2x the model's fps
-    "execute_steps": 0,  # 0 = half the horizon
-    "seam": "blend",
-    "blend_steps": 4,
-    "max_age": 0.5,
-    "max_skew": 0.1,
-    "action_lower": [],
-    "action_upper": [],
-    "enabled": False,
-    "publish_trajectory": False,
-    "frames_every": 0,
-    "lifecycle": False,  # wait for lifecycle transitions instead of starting active
-}
+__all__ = ["DEFAULTS", "PolicyNode", "load_params", "main", "run"]
+
+LIVE = ("enabled", "max_age", "max_skew", "frames_every", "engine_timeout")  # runtime fields
 
 
 class PolicyNode:
     """The policy node: unconfigured -> configure -> inactive -> activate -> active, and back.
 
-    Parameters are read once, here. A given ``engine`` is used by every configure; otherwise
+    Parameters are read and type-checked here; the live ones (``params.PARAMS``) can change
+    later through the transport. A given ``engine`` is used by every configure; otherwise
     configure loads one from the ``bundle`` parameter and cleanup drops it.
     """
 
     def __init__(self, transport: Transport, engine: Engine | None = None):
         self.t = transport
-        self.params = {k: transport.param(k, v) for k, v in DEFAULTS.items()}
+        self.params = {
+            k: check_param(k, transport.param(k, p.default, read_only=not p.live))
+            for k, p in PARAMS.items()
+        }
         self.runtime: PolicyRuntime | None = None
         self.active = False
         self._engine = engine
         self._wired = False
-        # ticks, diagnostics and transitions one at a time: nothing is published after
-        # deactivate returns
-        self._lock = threading.Lock()
+        self._live = False  # chunks were published since the last stop
+        self._reported = OK
+        # ticks, diagnostics, transitions and live parameters one at a time: nothing is
+        # published after deactivate (or enabled := false) returns
+        self._lock = threading.RLock()
+        transport.watch_params(self._on_param)
         if self.params["lifecycle"]:
             transport.manage(self)
         else:
@@ -102,22 +102,26 @@ class PolicyNode:
         for key in ("action_lower", "action_upper"):
             if p[key] and len(p[key]) != model.action_dim:
                 raise ValueError(f"parameter {key!r} needs {model.action_dim} values, got {p[key]}")
-        if not self._wired:
-            self._wire(model.cameras, engine.manifest.spec.fps)
+        self._check_modes(engine, p["sampler"], p["frames_every"])
         cfg = RuntimeConfig(
             execute_steps=p["execute_steps"] or max(1, model.horizon // 2),
             seam=p["seam"],
             blend_steps=p["blend_steps"],
-            max_age=p["max_age"],
-            max_skew=p["max_skew"],
             lower=list(p["action_lower"]) or None,
             upper=list(p["action_upper"]) or None,
-            enabled=p["enabled"],
-            frames_every=p["frames_every"],
+            sampler=p["sampler"],
+            **{k: p[k] for k in LIVE},
         )
         runtime = PolicyRuntime(
             engine, cfg, clock=lambda: self.t.now_ns() * 1e-9, on_ready=self.on_tick
         )
+        try:
+            self._check_outputs(runtime)
+        except ValueError:
+            runtime.close()
+            raise
+        if not self._wired:
+            self._wire(model.cameras, engine.manifest.spec.fps)
         with self._lock:
             self.runtime = runtime
 
@@ -128,9 +132,10 @@ class PolicyNode:
             self.active = True
 
     def deactivate(self) -> None:
-        """Stop inference and publishing; inputs still fill the history."""
+        """Stop inference and publishing (a stop goes out if chunks did); inputs still flow."""
         self._expect("active", "deactivate")
         with self._lock:
+            self._stop()
             self.active = False
 
     def cleanup(self) -> None:
@@ -152,20 +157,45 @@ class PolicyNode:
         if self.state != state:
             raise RuntimeError(f"cannot {transition} a node that is {self.state}, not {state}")
 
+    @staticmethod
+    def _check_modes(engine: Engine, sampler: str, frames_every: int) -> None:
+        """The bundle has the loops the sampler and predicted frames need."""
+        modes = engine.manifest.modes
+        need = {sampler} | ({"forward_dynamics"} if frames_every and sampler == "policy" else set())
+        missing = sorted(need - set(modes))
+        if missing:
+            raise ValueError(
+                f"sampler {sampler!r} with frames_every {frames_every} needs the {missing} "
+                f"loop(s); the bundle has {modes} (uwm export --modes policy,forward_dynamics)"
+            )
+
+    def _check_outputs(self, runtime: PolicyRuntime) -> None:
+        """Refuse an output that cannot express what the bundle's actions are."""
+        kind = runtime.action_kind
+        if self.params["publish_trajectory"] and runtime.kind != "positions":
+            raise ValueError(
+                f"publish_trajectory: a JointTrajectory carries joint positions, but this "
+                f"bundle's actions are {kind!r} (spec.action_kind); "
+                + (
+                    "re-export it from a dataset converted by this version, which records it"
+                    if kind == "unknown"
+                    else "drive the robot from ~/action_chunk instead"
+                )
+            )
+        if runtime.kind != "positions":
+            self.t.logger.info("ghost robot off: the bundle's actions are %s, not positions", kind)
+
     def _wire(self, cameras: tuple[str, ...], fps: float) -> None:
         """Subscriptions, publishers and timers, once: transports cannot remove them, so they
         outlive cleanup and their callbacks do nothing unless the node is configured/active."""
         p, t = self.params, self.t
-        topics = list(p["camera_topics"]) or [f"/camera/{c}/image_raw" for c in cameras]
-        if len(topics) != len(cameras):
-            raise ValueError(f"camera_topics has {len(topics)} topics for cameras {cameras}")
-        for cam, topic in zip(cameras, topics):
-            compressed = topic.endswith("/compressed")
+        compressed = p["image_transport"] == "compressed"
+        for cam in cameras:
+            topic = f"camera/{cam}/image_raw" + ("/compressed" if compressed else "")
             msgtype = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
-            t.subscribe(topic, msgtype, self._image_callback(cam, compressed), SENSOR_DATA)
-        t.subscribe(
-            p["joint_states_topic"], "sensor_msgs/msg/JointState", self._on_joints, RELIABLE
-        )
+            t.subscribe(topic, msgtype, self._image_callback(cam, topic, compressed), SENSOR_DATA)
+        t.subscribe("joint_states", "sensor_msgs/msg/JointState", self._on_joints, RELIABLE)
+        t.subscribe("~/enable", "std_msgs/msg/Bool", self._on_enable, RELIABLE)
         self.pub_chunk = t.publisher("~/action_chunk", "uwm_ros/msg/ActionChunk")
         self.pub_traj = (
             t.publisher("~/joint_trajectory", "trajectory_msgs/msg/JointTrajectory")
@@ -182,14 +212,45 @@ class PolicyNode:
         t.timer(1.0, self.publish_diagnostics)
         self._wired = True
 
+    # ----- live parameters ---------------------------------------------------------------------
+    def _on_param(self, name: str, value: Any) -> None:
+        """A parameter set at run time; raising refuses it (the transport reports why)."""
+        if name in TRANSPORT_PARAMS or name not in PARAMS:
+            return  # the middleware's own (use_sim_time, rclpy's qos_overrides...)
+        value = check_param(name, value)
+        if not PARAMS[name].live:
+            raise ValueError(f"parameter {name!r} is read-only at run time")
+        with self._lock:
+            runtime = self.runtime
+            if runtime is not None:
+                if name == "frames_every":
+                    self._check_modes(runtime.engine, runtime.cfg.sampler, value)
+                runtime.update(**{name: value})
+            self.params[name] = value
+            if name == "enabled" and not value:
+                self._stop()  # before this returns: the next publish is a stop
+            self.t.logger.info("parameter %s set to %r", name, value)
+
+    def _on_enable(self, msg: Any) -> None:
+        try:
+            self.t.set_param("enabled", bool(msg.data))
+        except ValueError as e:
+            self.t.logger.error("~/enable: %s", e)
+
     # ----- callbacks ---------------------------------------------------------------------------
-    def _image_callback(self, camera: str, compressed: bool):  # type: ignore[no-untyped-def]
+    def _image_callback(self, camera: str, topic: str, compressed: bool):  # type: ignore[no-untyped-def]
         decode = compressed_rgb if compressed else image_rgb
 
         def callback(msg: Any) -> None:
             runtime = self.runtime
-            if runtime is not None:
-                runtime.on_image(camera, seconds(msg.header.stamp), decode(msg))
+            if runtime is None:
+                return
+            try:
+                rgb = decode(msg)
+            except FieldError as e:
+                runtime.reject(topic, e.field, e.detail)
+                return
+            runtime.on_image(camera, seconds(msg.header.stamp), rgb)
 
         return callback
 
@@ -197,7 +258,8 @@ class PolicyNode:
         runtime = self.runtime
         if runtime is None:
             return
-        runtime.on_joints(seconds(msg.header.stamp), list(msg.name), list(msg.position))
+        stamp = seconds(msg.header.stamp)
+        runtime.on_joints(stamp, list(msg.name), list(msg.position), "joint_states")
         self.on_tick()  # fresh inputs may make an inference due: don't wait for the timer
 
     def on_tick(self) -> None:
@@ -207,104 +269,58 @@ class PolicyNode:
             if runtime is None or not self.active or self.t.now_ns() == 0:
                 return  # now_ns() is 0 with use_sim_time until the first /clock
             chunk = runtime.tick()
-            if chunk is not None:
+            if chunk is not None and self.params["enabled"]:
                 self.publish(chunk)
+            elif self._live and runtime.scheduler.chunk_t0 is None:
+                self._stop()  # a fault dropped the plan
+            for frames in runtime.pop_frames():
+                for camera, image, msg in frames_msgs(self.t, frames):
+                    self.pub_images[camera].publish(image)
+                    self.pub_frames.publish(msg)
+            if runtime.health.report()[0] != self._reported:
+                self.publish_diagnostics()  # a change of level is news: don't wait a second
 
     # ----- outputs -----------------------------------------------------------------------------
     def publish(self, c: Chunk) -> None:
-        t = self.t
-        n, d = c.actions.shape
-        self.pub_chunk.publish(
-            t.new(
-                "uwm_ros/msg/ActionChunk",
-                header=header(t, c.stamp),
-                start=time_msg(t, c.start),
-                dt=c.dt,
-                names=list(c.names),
-                horizon=n,
-                action_dim=d,
-                data=c.actions.reshape(-1).astype(np.float32),
-                sequence=c.sequence,
-                mode=c.mode,
-                inference_ms=c.inference_ms,
-            )
-        )
-        self.pub_ghost.publish(joint_state_msg(t, c.names, c.actions[-1], c.start + (n - 1) * c.dt))
+        self.pub_chunk.publish(action_chunk_msg(self.t, c))
+        self._live = True
+        if c.kind == "positions":
+            end = c.start + (len(c.actions) - 1) * c.dt
+            self.pub_ghost.publish(joint_state_msg(self.t, c.names, c.actions[-1], end))
         if self.pub_traj is not None:
-            self.pub_traj.publish(self._trajectory(c))
-        if c.frames:
-            self._publish_frames(c)
+            self.pub_traj.publish(trajectory_msg(self.t, c, c.names, c.start))
 
-    def _trajectory(self, c: Chunk) -> Any:
-        t = self.t
-        points = []
-        for i, a in enumerate(c.actions):
-            ns = int(round(i * c.dt * 1e9))
-            points.append(
-                t.new(
-                    "trajectory_msgs/msg/JointTrajectoryPoint",
-                    positions=a.astype(np.float64),
-                    time_from_start=t.new(
-                        "builtin_interfaces/msg/Duration", sec=ns // 10**9, nanosec=ns % 10**9
-                    ),
-                )
-            )
-        return t.new(
-            "trajectory_msgs/msg/JointTrajectory",
-            header=header(t, c.start),
-            joint_names=list(c.names),
-            points=points,
+    def _stop(self) -> None:
+        """Tell consumers to stop executing what was published (once, if anything was)."""
+        runtime = self.runtime
+        if not self._live or runtime is None:
+            return
+        self._live = False
+        now = self.t.now_ns() * 1e-9
+        names, kind = runtime.action_names, runtime.kind
+        self.pub_chunk.publish(
+            stop_chunk_msg(self.t, names, kind, runtime.dt, now, runtime.counts["chunks"])
         )
-
-    def _publish_frames(self, c: Chunk) -> None:
-        t = self.t
-        assert c.frames is not None
-        for cam, frames in c.frames.items():
-            # Future frames follow the chunk: frame j depicts the end of the action horizon.
-            stamps = [c.stamp + (len(c.actions) + j) * c.dt for j in range(len(frames))]
-            images = [image_msg(t, f, s, cam) for f, s in zip(frames, stamps)]
-            self.pub_images[cam].publish(images[-1])
-            self.pub_frames.publish(
-                t.new(
-                    "uwm_ros/msg/PredictedFrames",
-                    header=header(t, c.stamp),
-                    camera=cam,
-                    stamps=[time_msg(t, s) for s in stamps],
-                    frames=images,
-                    mode=c.mode,
-                    sequence=c.sequence,
-                )
-            )
+        if self.pub_traj is not None:
+            self.pub_traj.publish(trajectory_msg(self.t, None, names, now))
 
     def publish_diagnostics(self) -> None:
-        """Status, counters and inference delay on /diagnostics, while active."""
+        """Level (OK / WARN / ERROR / STALE), why, counters and inference delay, while active."""
         with self._lock:
-            t, r = self.t, self.runtime
+            r = self.runtime
             if r is None or not self.active:
                 return
-            level = 0 if r.status == "ok" else 1  # diagnostic_msgs OK / WARN
-            values = [
-                t.new("diagnostic_msgs/msg/KeyValue", key=k, value=str(v))
-                for k, v in {
-                    **r.counts,
-                    "inference_delay_ms": round(r.scheduler.delay * 1e3, 2),
-                }.items()
-            ]
-            status = t.new(
-                "diagnostic_msgs/msg/DiagnosticStatus",
-                level=level,
-                name="uwm_policy",
-                message=r.status,
-                hardware_id="",
-                values=values,
-            )
-            self.pub_diag.publish(
-                t.new(
-                    "diagnostic_msgs/msg/DiagnosticArray",
-                    header=header(t, t.now_ns() * 1e-9),
-                    status=[status],
-                )
-            )
+            level, message = r.health.report()
+            self._reported = level
+            values = {
+                **r.counts,
+                "inference_delay_ms": round(r.scheduler.delay * 1e3, 2),
+                "enabled": self.params["enabled"],
+                "action_kind": r.action_kind,
+            }
+            now = self.t.now_ns() * 1e-9
+            msg = diagnostics_msg(self.t, "uwm_policy", level, message, values, now)
+            self.pub_diag.publish(msg)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -314,9 +330,9 @@ def main(argv: list[str] | None = None) -> None:
     run(RclpyTransport("uwm_policy", args=argv))
 
 
-def run(transport: Transport) -> None:
+def run(transport: Transport, engine: Engine | None = None) -> None:
     """Build the node on ``transport`` and spin until Ctrl-C, then shut both down."""
-    node = PolicyNode(transport)
+    node = PolicyNode(transport, engine)
     try:
         transport.spin()
     except KeyboardInterrupt:
@@ -327,19 +343,16 @@ def run(transport: Transport) -> None:
 
 
 def load_params(params_file: str | None, overrides: list[str], node_name: str) -> dict[str, Any]:
-    """ROS-style parameters: ``<node>: ros__parameters:`` from a YAML file, then key=value."""
+    """ROS-style parameters: ``/**:`` then ``<node>:`` sections (``ros__parameters``) of a YAML
+    file, then key=value overrides; every value type-checked."""
     params: dict[str, Any] = {}
     if params_file:
         data = yaml.safe_load(Path(params_file).read_text()) or {}
-        section = data.get(node_name, data.get("/**", {}))
-        params.update(section.get("ros__parameters", {}))
+        for key in ("/**", node_name, f"/{node_name}"):
+            params.update((data.get(key) or {}).get("ros__parameters", {}))
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"parameter override {item!r} is not key=value")
         params[key] = yaml.safe_load(value)
-    known = {*DEFAULTS, *TRANSPORT_PARAMS}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ValueError(f"unknown parameters {unknown}; known: {sorted(known)}")
-    return params
+    return {key: check_param(key, value) for key, value in params.items()}

@@ -71,8 +71,18 @@ class Transport(ABC):
         """Current time of the transport's clock (ROS time), nanoseconds."""
 
     @abstractmethod
-    def param(self, name: str, default: Any) -> Any:
-        """A node parameter (declared with ``default`` where the transport declares them)."""
+    def param(self, name: str, default: Any, read_only: bool = False) -> Any:
+        """A node parameter (declared with ``default`` where the transport declares them);
+        ``read_only`` ones cannot be set once the node runs."""
+
+    @abstractmethod
+    def watch_params(self, callback: Callable[[str, Any], None]) -> None:
+        """Call ``callback(name, value)`` before a parameter changes at run time; an exception
+        (ValueError) refuses the change, with its message as the reason."""
+
+    @abstractmethod
+    def set_param(self, name: str, value: Any) -> None:
+        """Set a parameter as ``ros2 param set`` would; raises ValueError if it is refused."""
 
     @abstractmethod
     def new(self, msgtype: str, **fields: Any) -> Any:

@@ -40,7 +40,7 @@ from .base import RELIABLE, Lifecycle, QoS, Timer, Transport
 from .base import Publisher as BasePublisher
 from .idl import IdlTypes, MessageCodec, dds_typename, ros_msgtype
 
-__all__ = ["DDSPublisher", "DDSTransport", "dds_qos", "dds_topic", "ros_topic"]
+__all__ = ["DDSPublisher", "DDSTransport", "dds_qos", "dds_topic", "resolve_topic", "ros_topic"]
 
 POLL_S = 0.1  # longest wait inside spin: Ctrl-C reaches a main thread blocked in C this often
 MAX_BLOCKING_S = 0.1  # reliable write blocking bound when a reader's cache is full (DDS default)
@@ -68,8 +68,8 @@ def loopback_env(domain: int) -> dict[str, str]:
 
 
 # ----- naming and QoS ---------------------------------------------------------------------------
-def dds_topic(name: str, node_name: str) -> str:
-    """ROS topic name -> DDS topic name: ``/foo`` -> ``rt/foo``, ``~/x`` -> ``rt/<node>/x``.
+def resolve_topic(name: str, node_name: str) -> str:
+    """A ROS topic name made absolute: ``~/x`` -> ``/<node>/x``, ``x`` -> ``/x``.
 
     Relative names resolve in the root namespace: this adapter has no namespaces.
     """
@@ -77,7 +77,12 @@ def dds_topic(name: str, node_name: str) -> str:
     full = f"/{node_name}{name[1:]}" if private else name if name.startswith("/") else "/" + name
     if not _TOPIC.fullmatch(full):
         raise ValueError(f"invalid ROS topic name {name!r}")
-    return "rt" + full
+    return full
+
+
+def dds_topic(name: str, node_name: str) -> str:
+    """ROS topic name -> DDS topic name: ``/foo`` -> ``rt/foo``, ``~/x`` -> ``rt/<node>/x``."""
+    return "rt" + resolve_topic(name, node_name)
 
 
 def ros_topic(dds_name: str) -> str | None:
@@ -204,6 +209,8 @@ class DDSTransport(Transport):
             ``use_sim_time: true`` takes the time from ``/clock`` (0 until the first message),
             as ROS nodes do; timers still tick on the system clock.
         store: typestore for message definitions; default ``uwm_ros.msgs.typestore()``.
+        remappings: topic name -> topic name, as ROS ``-r from:=to`` (matched after
+            resolving both: ``joint_states`` and ``/joint_states`` are the same name).
 
     Subscription callbacks run in whichever thread calls ``spin``/``spin_once``: a waitset, not
     a Listener, because listeners run on Cyclone's receive thread (a slow callback would stall
@@ -219,6 +226,7 @@ class DDSTransport(Transport):
         params: dict[str, Any] | None = None,
         *,
         store: Typestore | None = None,
+        remappings: dict[str, str] | None = None,
     ) -> None:
         if not _NAME.fullmatch(node_name):
             raise ValueError(f"invalid ROS node name {node_name!r}")
@@ -229,6 +237,12 @@ class DDSTransport(Transport):
         self.domain_id = domain_id
         self.types = IdlTypes(store or typestore())
         self._params = dict(params or {})
+        self._read_only: set[str] = set()
+        self._param_watchers: list[Callable[[str, Any], None]] = []
+        self.remappings = {
+            resolve_topic(k, node_name): resolve_topic(v, node_name)
+            for k, v in (remappings or {}).items()
+        }
         self._participant = DomainParticipant(self.domain_id)
         self._topics: dict[str, Topic] = {}
         self._subscriptions: list[_Subscription] = []
@@ -277,8 +291,21 @@ class DDSTransport(Transport):
     def now_ns(self) -> int:
         return time.time_ns() if self._sim_ns is None else self._sim_ns
 
-    def param(self, name: str, default: Any) -> Any:
+    def param(self, name: str, default: Any, read_only: bool = False) -> Any:
+        if read_only:
+            self._read_only.add(name)
         return self._params.get(name, default)
+
+    def watch_params(self, callback: Callable[[str, Any], None]) -> None:
+        self._param_watchers.append(callback)
+
+    def set_param(self, name: str, value: Any) -> None:
+        """What ``ros2 param set`` does on rclpy: refused if read-only or by a watcher."""
+        if name in self._read_only:
+            raise ValueError(f"parameter {name!r} is read-only")
+        for callback in self._param_watchers:
+            callback(name, value)
+        self._params[name] = value
 
     def new(self, msgtype: str, **fields: Any) -> Any:
         return new_message(self.types.store, msgtype, **fields)
@@ -354,7 +381,8 @@ class DDSTransport(Transport):
         """(DDS name, codec, Topic); one Topic per name, its type fixed by the first use."""
         if self._closed.is_set():
             raise RuntimeError("the transport was shut down")
-        dds_name = dds_topic(name, self.node_name)
+        full = resolve_topic(name, self.node_name)
+        dds_name = dds_topic(self.remappings.get(full, full), self.node_name)
         codec = self.types.codec(msgtype)
         if dds_name not in self._topics:
             self._topics[dds_name] = Topic(self._participant, dds_name, codec.topic_type())

@@ -1,30 +1,53 @@
 """rclpy adapter of the Transport interface (needs a ROS 2 install; tests marked ``ros``).
 
 Each subscription gets its own mutually exclusive callback group, the timers another, and a
-MultiThreadedExecutor runs them, so a slow camera callback never delays the control timer.
-Parameters are declared from the defaults the node asks for, so ``ros2 param`` and YAML
-parameter files work as ROS users expect. With the ``lifecycle`` parameter true the node is a
-``rclpy.lifecycle.LifecycleNode`` whose transitions (``ros2 lifecycle set``, a lifecycle
-manager) call the node logic's ``configure``/``activate``/``deactivate``/``cleanup``.
+MultiThreadedExecutor runs them, so a slow camera callback never delays the control timer. A
+callback that raises is logged and the node goes on: rclpy would let the exception end the
+executor's spin, and with it the node. Parameters are declared from the defaults the node asks
+for (read-only unless live), so ``ros2 param`` and YAML parameter files work as ROS users
+expect; live ones go through the node's on-set callback, which validates them. With the
+``lifecycle`` parameter true the node is a ``rclpy.lifecycle.LifecycleNode`` whose transitions
+(``ros2 lifecycle set``, a lifecycle manager) call the node logic's ``configure``/``activate``/
+``deactivate``/``cleanup``.
 """
 
 from __future__ import annotations
 
+import array
 import importlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from .base import RELIABLE, Lifecycle, QoS, Timer, Transport
 from .base import Publisher as PublisherBase
+
+# numpy dtype -> array.array typecode: rclpy keeps numeric sequences (uint8[] too) as
+# array.array and takes one of the right typecode as is, instead of checking every element.
+_ARRAY_CODES = {np.dtype(t): c for t, c in (("uint8", "B"), ("int8", "b"), ("uint16", "H"),
+                ("int16", "h"), ("uint32", "I"), ("int32", "i"), ("uint64", "Q"), ("int64", "q"),
+                ("float32", "f"), ("float64", "d"))}  # fmt: skip
+
+
+def _guarded(callback: Callable[..., None], logger: Any, what: str) -> Callable[..., None]:
+    """``callback`` that logs what it raises instead of ending the executor's spin."""
+
+    def run(*args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception as e:  # one bad message must not stop the node
+            logger.error(f"{what} failed: {type(e).__name__}: {e}")
+
+    return run
 
 
 def message_class(msgtype: str) -> Any:
@@ -123,8 +146,9 @@ class RclpyTransport(Transport):
         self, topic: str, msgtype: str, callback: Callable[[Any], None], qos: QoS = RELIABLE
     ) -> None:
         group = MutuallyExclusiveCallbackGroup()
+        guarded = _guarded(callback, self.logger, f"callback for {topic}")
         self.node.create_subscription(
-            message_class(msgtype), topic, callback, qos_profile(qos), callback_group=group
+            message_class(msgtype), topic, guarded, qos_profile(qos), callback_group=group
         )
 
     def publisher(self, topic: str, msgtype: str, qos: QoS = RELIABLE) -> PublisherBase:
@@ -133,26 +157,45 @@ class RclpyTransport(Transport):
         )
 
     def timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
-        return _Timer(self.node.create_timer(period_s, callback, callback_group=self.timer_group))
+        guarded = _guarded(callback, self.logger, "timer callback")
+        return _Timer(self.node.create_timer(period_s, guarded, callback_group=self.timer_group))
 
     def now_ns(self) -> int:
         return int(self.node.get_clock().now().nanoseconds)
 
-    def param(self, name: str, default: Any) -> Any:
+    def param(self, name: str, default: Any, read_only: bool = False) -> Any:
         if not self.node.has_parameter(name):
             if default == []:  # ROS cannot type an empty list: declare it unset, read back []
-                descriptor = ParameterDescriptor(dynamic_typing=True)
+                descriptor = ParameterDescriptor(dynamic_typing=True, read_only=read_only)
                 self.node.declare_parameter(name, None, descriptor)
             else:
-                self.node.declare_parameter(name, default)
+                descriptor = ParameterDescriptor(read_only=read_only)
+                self.node.declare_parameter(name, default, descriptor)
         value = self.node.get_parameter(name).value
         return [] if value is None and default == [] else value
+
+    def watch_params(self, callback: Callable[[str, Any], None]) -> None:
+        def on_set(params: list[Parameter]) -> SetParametersResult:
+            for p in params:
+                try:
+                    callback(p.name, p.value)
+                except ValueError as e:
+                    return SetParametersResult(successful=False, reason=str(e))
+            return SetParametersResult(successful=True)
+
+        self.node.add_on_set_parameters_callback(on_set)
+
+    def set_param(self, name: str, value: Any) -> None:
+        (result,) = self.node.set_parameters([Parameter(name, value=value)])
+        if not result.successful:
+            raise ValueError(f"parameter {name!r} not set: {result.reason}")
 
     def new(self, msgtype: str, **fields: Any) -> Any:
         msg = message_class(msgtype)()
         for key, value in fields.items():
-            if isinstance(value, np.ndarray):  # rclpy wants bytes for uint8[], lists otherwise
-                value = value.tobytes() if value.dtype == np.uint8 else value.tolist()
+            if isinstance(value, np.ndarray):
+                code = _ARRAY_CODES.get(value.dtype)
+                value = array.array(code, value.tobytes()) if code else value.tolist()
             if key == "level" and isinstance(value, int):  # diagnostic_msgs byte field
                 value = bytes([value])
             setattr(msg, key, value)

@@ -30,6 +30,7 @@ from .messages import (
     JOINT_STATE,
     FieldError,
     camera_frame,
+    command_kind,
     command_names,
     command_vector,
     header_stamp,
@@ -66,7 +67,9 @@ def core_free() -> bool:
 _CLOCK_SPLIT_NS = 600 * 10**9  # header vs receive clocks further apart than this: sim time
 
 
-def dataset_spec(cfg: ConvertConfig, action_names: tuple[str, ...] | None) -> dict[str, Any]:
+def dataset_spec(
+    cfg: ConvertConfig, action_names: tuple[str, ...] | None, action_kind: str = "unknown"
+) -> dict[str, Any]:
     """What makes two conversions appendable: grid, images, keys and their meaning."""
     lowdim: dict[str, list[str]] = {}
     if cfg.joints:
@@ -83,6 +86,7 @@ def dataset_spec(cfg: ConvertConfig, action_names: tuple[str, ...] | None) -> di
         "cameras": list(cfg.cameras),
         "lowdim": lowdim,
         "action_source": cfg.action.source,
+        **({"action_kind": action_kind} if action_names else {}),
     }
 
 
@@ -171,7 +175,7 @@ class BagConverter:
         self._last_joint: JointSample | None = None
         if cfg.joints:
             self._joints(bag.require(cfg.joints.topic, (JOINT_STATE,), "joints"))
-        action_names = self._command()
+        action_names, action_kind = self._command()
         if cfg.episodes.marker_topic:
             self._marker(bag.require(cfg.episodes.marker_topic, None, "marker"))
         # Hashing reads the whole bag again: on its own thread, overlapping the pass.
@@ -179,7 +183,8 @@ class BagConverter:
         self._digest = self._hasher.submit(file_digest, bag.path)
         frames = sum(bag.topics[c.topic].count for c in cfg.cameras.values())
         offload = frames >= OFFLOAD_MIN_FRAMES and core_free()
-        self.writer = PartWriter(part, dataset_spec(cfg, action_names), converter, offload)
+        spec = dataset_spec(cfg, action_names, action_kind)
+        self.writer = PartWriter(part, spec, converter, offload)
         self.episodes = EpisodeBuilder(cfg, self.writer, COMMAND in self.timeline.streams)
 
     # ----- handlers -----------------------------------------------------------------------------
@@ -243,17 +248,19 @@ class BagConverter:
 
         self.handlers[topic.name] = on_joints
 
-    def _command(self) -> tuple[str, ...] | None:
-        """Set up the command stream; returns the action names (None: no action key)."""
+    def _command(self) -> tuple[tuple[str, ...] | None, str]:
+        """Set up the command stream; returns the action names (None: no action key) and what
+        the actions are (``PolicySpec.action_kind``)."""
         action, joints = self.cfg.action, self.cfg.joints
         joint_names = joints.names if joints else None
         if action.source in ("next_positions", "deltas"):
-            return joint_names
+            return joint_names, "positions" if action.source == "next_positions" else "deltas"
         if action.source == "none" or action.topic is None:
-            return None
+            return None, "unknown"
         if action.topic not in self.bag.topics or not self.bag.topics[action.topic].count:
             self.bag.problems.append(f"{action.topic}: command topic absent: action-free episodes")
-            return action.names or joint_names
+            names = action.names or joint_names
+            return names, command_kind(None, names or (), joint_names or ())
         topic = self.bag.require(action.topic, COMMAND_TYPES, "command")
         try:
             names = command_names(topic.msgtype, action.names, joint_names)
@@ -267,7 +274,7 @@ class BagConverter:
             push(stamp_of(raw, recv_ns), vector, recv_ns)
 
         self.handlers[topic.name] = on_command
-        return names
+        return names, command_kind(topic.msgtype, names, joint_names or ())
 
     def _marker(self, topic: Topic) -> None:
         stamp_of = self._stamper(topic)

@@ -81,6 +81,18 @@ def command_names(
     return chosen
 
 
+def command_kind(msgtype: str | None, names: tuple[str, ...], joints: tuple[str, ...]) -> str:
+    """What a command topic's actions are (``PolicySpec.action_kind``); without a topic in the
+    bag (``msgtype`` None) the names tell joint commands from twists."""
+    if msgtype in (JOINT_STATE, TRAJECTORY):
+        return "positions"  # both are read from their position fields
+    if msgtype == TWIST or (msgtype is None and names == TWIST_NAMES):
+        return "twist"
+    if msgtype is None and set(names) <= set(joints):
+        return "positions"
+    return "other"  # Float64MultiArray: positions, velocities or efforts, the bag cannot say
+
+
 def command_vector(msg: Any, msgtype: str, names: tuple[str, ...]) -> np.ndarray:
     """A command message -> action vector ordered like ``names`` (float32)."""
     if msgtype == TWIST:

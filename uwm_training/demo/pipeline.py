@@ -165,7 +165,7 @@ class Demo:
         from ..train.optim import cpu_has_native_bf16
 
         bundle = self.out / "bundle"
-        export_bundle(checkpoint, bundle, modes=("policy", "forward_dynamics"))
+        export_bundle(checkpoint, bundle)  # policy + forward_dynamics (predicted frames)
         check_bundle(bundle)
         print(f"{bundle}: checked (files, hashes, ONNX Runtime against PyTorch)")
         candidates = [("onnxruntime", "fp32"), ("torch", "fp32")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from uwm_ros.bundle.manifest import LOOP_MODES, MIN_OPSET, BundleError
+from uwm_ros.bundle.manifest import DEFAULT_MODES, LOOP_MODES, MIN_OPSET, BundleError
 
 
 def _csv(text: str) -> list[str]:
@@ -64,7 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("checkpoint")
     p.add_argument("--out", required=True, help="bundle directory to write (replaced if present)")
-    p.add_argument("--modes", type=_csv, default=["policy"], help=f"loops to export: {LOOP_MODES}")
+    p.add_argument(
+        "--modes",
+        type=_csv,
+        default=None,
+        help=f"loops to export, from {LOOP_MODES}; default {','.join(DEFAULT_MODES)} "
+        "(policy only for a model without future_obs)",
+    )
     p.add_argument("--opset", type=int, default=MIN_OPSET)
     p.add_argument(
         "--precision",

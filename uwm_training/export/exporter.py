@@ -17,6 +17,7 @@ import yaml
 from tqdm import tqdm
 
 from uwm_ros.bundle.manifest import (
+    DEFAULT_MODES,
     LOOP_MODES,
     MIN_OPSET,
     PRECISIONS,
@@ -91,14 +92,18 @@ def _example(shapes: dict[str, list[int]], g: torch.Generator) -> tuple[torch.Te
 def export_bundle(
     checkpoint: str | Path,
     out: str | Path,
-    modes: Sequence[str] = ("policy",),
+    modes: Sequence[str] | None = None,
     opset: int = MIN_OPSET,
     precisions: Sequence[str] = ("fp32",),
     batch_sizes: Sequence[int] = (1,),
 ) -> Manifest:
-    """Write a bundle to ``out`` (replaced atomically if it exists) and return its manifest."""
+    """Write a bundle to ``out`` (replaced atomically if it exists) and return its manifest.
+
+    ``modes`` default: ``DEFAULT_MODES``, or policy alone for a model without future_obs."""
     ckpt, out = weights_path(checkpoint), Path(out)
     model = load_model(ckpt).eval()
+    if modes is None:
+        modes = DEFAULT_MODES if model.cfg.future_obs else ("policy",)
     spec = read_spec(ckpt)
     if spec is None:
         raise BundleError(f"{ckpt}: no dataset spec (action names, fps, normalization) stored")

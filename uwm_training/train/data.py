@@ -121,6 +121,8 @@ def check_sources(sources: Sequence[Source], cfg: UWMConfig, proprio_keys: Seque
     robots = [s for s in sources if s.has_actions]
     if len({tuple(s.spec["lowdim"]["action"]) for s in robots}) > 1:
         problems.append("robot sources name their actions differently: one action space per run")
+    if len({s.spec.get("action_kind", "unknown") for s in robots}) > 1:
+        problems.append("robot sources' actions are of different kinds (positions, deltas...)")
     if problems:
         raise TrainError("datasets do not match the model config:\n  " + "\n  ".join(problems))
 
@@ -153,6 +155,7 @@ def dataset_spec(
         proprio_names=tuple(n for k in joints for n in lowdim[k]),
         normalization=normalization,
         relative_actions=relative_to is not None,
+        action_kind=robots[0].spec.get("action_kind", "unknown"),  # datasets before it: unknown
     )
 
 
