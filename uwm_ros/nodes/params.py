@@ -32,8 +32,8 @@ PARAMS: dict[str, Param] = {
     "precision": Param("fp32", choices=("fp32", "bf16", "fp16")),
     "image_transport": Param("raw", choices=("raw", "compressed")),
     "control_rate": Param(0.0, minimum=0.0),  # ticks per second; 0 = 2x the model's fps
-    "execute_steps": Param(0, minimum=0),  # 0 = half the horizon
-    "seam": Param("blend", choices=("blend", "switch")),
+    "execute_steps": Param(0, minimum=0),  # 0 = a quarter of the horizon
+    "seam": Param("switch", choices=("switch", "blend")),
     "blend_steps": Param(4, minimum=0),
     "max_age": Param(0.5, live=True, positive=True),
     "max_skew": Param(0.1, live=True, positive=True),

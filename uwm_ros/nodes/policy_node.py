@@ -104,7 +104,7 @@ class PolicyNode:
                 raise ValueError(f"parameter {key!r} needs {model.action_dim} values, got {p[key]}")
         self._check_modes(engine, p["sampler"], p["frames_every"])
         cfg = RuntimeConfig(
-            execute_steps=p["execute_steps"] or max(1, model.horizon // 2),
+            execute_steps=p["execute_steps"] or max(1, model.horizon // 4),
             seam=p["seam"],
             blend_steps=p["blend_steps"],
             lower=list(p["action_lower"]) or None,

@@ -19,7 +19,7 @@ import numpy as np
 class ChunkScheduler:
     """Merges chunks into a plan of (time, action) and says when to start the next inference."""
 
-    def __init__(self, dt: float, execute_steps: int, seam: str = "blend", blend_steps: int = 4):
+    def __init__(self, dt: float, execute_steps: int, seam: str = "switch", blend_steps: int = 4):
         if seam not in ("blend", "switch"):
             raise ValueError(f"seam must be 'blend' or 'switch', got {seam!r}")
         if execute_steps < 1:

@@ -190,6 +190,10 @@ class SimNode:
             self._plans = [*self._plans[-1:], _Plan(observed, start, dt, targets)]
 
     def _on_chunk(self, msg: Any) -> None:
+        if msg.mode == "stop":  # the policy node stopped (fault or disabled): hold the arm
+            with self._lock:
+                self._plans.clear()
+            return
         data = np.asarray(msg.data, np.float64)
         self._plan(list(msg.names), seconds(msg.header.stamp), seconds(msg.start), msg.dt, data)
 
