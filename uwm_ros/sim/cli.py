@@ -88,27 +88,15 @@ def register(sub: Any) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from .evaluate import (
-        Execution,
-        Summary,
-        baselines,
-        engine_policy,
-        report,
-        run_policy,
-        seeds_from,
-    )
+    from .evaluate import Execution, Summary, closed_loop_success, report, seeds_from
 
     seeds = seeds_from(args.seed, args.episodes)
     execution = Execution(args.execute_steps, args.seam, args.blend_steps)
     engine = _eval_engine(args.model, args.backend, args.precision)
-    cfg = engine.cfg
-    results = run_policy(engine_policy(engine, args.mode), seeds, cfg.n_obs_steps, execution,
-                         cfg.image_size, args.parallel, progress=True)  # fmt: skip
-    summaries = {"policy": Summary.of(results)}
+    summaries = closed_loop_success(engine, seeds, args.mode, execution, args.parallel,
+                                    not args.no_baselines)  # fmt: skip
     if args.dds:
         summaries["policy_dds"] = Summary.of(_dds_results(args, seeds))
-    if not args.no_baselines:
-        summaries |= baselines(seeds)
     for name, summary in summaries.items():
         print(f"{name:<12} {summary.line()}")
     if args.out:

@@ -194,6 +194,21 @@ def baselines(seeds: Sequence[int]) -> dict[str, Summary]:
     }
 
 
+def closed_loop_success(
+    engine: Engine,
+    seeds: Sequence[int],
+    mode: str = "policy",
+    execution: Execution = Execution(),
+    parallel: int = 50,
+    with_baselines: bool = True,
+) -> dict[str, Summary]:
+    """``uwm eval``: the engine's success on ``seeds`` (and the expert's and random's)."""
+    cfg = engine.cfg
+    results = run_policy(engine_policy(engine, mode), seeds, cfg.n_obs_steps, execution,
+                         cfg.image_size, parallel, progress=True)  # fmt: skip
+    return {"policy": Summary.of(results), **(baselines(seeds) if with_baselines else {})}
+
+
 def seeds_from(first: int, episodes: int) -> list[int]:
     return list(range(first, first + episodes))
 

@@ -185,21 +185,11 @@ class Demo:
 
     def evaluate(self, bundle: Path) -> None:
         from uwm_ros.engines.torch_engine import TorchEngine
-        from uwm_ros.sim.evaluate import (
-            EVAL_SEED,
-            Summary,
-            baselines,
-            engine_policy,
-            report,
-            run_policy,
-            seeds_from,
-        )
+        from uwm_ros.sim.evaluate import EVAL_SEED, closed_loop_success, report, seeds_from
 
         seeds = seeds_from(EVAL_SEED, self.budget.eval_episodes)
-        engine = TorchEngine(bundle)  # batched over the episodes; same weights as every backend
-        results = run_policy(engine_policy(engine), seeds, engine.cfg.n_obs_steps,
-                             image_size=engine.cfg.image_size, progress=True)  # fmt: skip
-        summaries = {"policy": Summary.of(results), **baselines(seeds)}
+        # torch batches the episodes into one call; the same weights as every backend
+        summaries = closed_loop_success(TorchEngine(bundle), seeds)
         self.summary["success"] = report(summaries)
         for name, summary in summaries.items():
             print(f"  {name:<8} {summary.line()}")
