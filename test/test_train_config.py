@@ -121,3 +121,13 @@ def test_precision_choice() -> None:
     assert resolve_precision("bf16", cpu) == "bf16"
     with pytest.raises(TrainError, match="fp16 needs a CUDA GPU"):
         resolve_precision("fp16", cpu)
+
+
+def test_cosine_ends_at_the_time_budget_when_that_comes_first() -> None:
+    cfg = OptimConfig(lr=1e-3, warmup_steps=10, min_lr_ratio=0.0)
+    assert lr_at(20, cfg, 100_000, budget_used=0.5) == pytest.approx(5e-4)  # half the budget
+    assert lr_at(20, cfg, 100_000, budget_used=1.0) == pytest.approx(0.0)
+    assert lr_at(100_000, cfg, 100_000, budget_used=0.1) == pytest.approx(0.0)  # steps first
+    assert lr_at(5, cfg, 100_000, budget_used=0.9) == pytest.approx(6e-4)  # warmup is by step
+    constant = OptimConfig(lr=1e-3, warmup_steps=10, min_lr_ratio=1.0)
+    assert lr_at(20, constant, 100_000, budget_used=0.99) == pytest.approx(1e-3)
