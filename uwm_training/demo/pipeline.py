@@ -54,8 +54,8 @@ RECIPE: dict[str, Any] = {
     "optim": {"lr": 3e-4, "warmup_steps": 100, "min_lr_ratio": 1.0},
 }
 # The autoencoder stage: sharp blocks within its few minutes need many small steps (measured on
-# the sim's frames, 3 min on one core: block pixels kept in colour 56 % at 16 windows a step,
-# 29 % at 64) and a higher learning rate than the DiT's.
+# the sim's frames, one core: block pixels kept in colour 56 % after 3 min at 16 windows a step,
+# 29 % after 6 min at 64) and a higher learning rate than the DiT's.
 AUTOENCODER_LR, AUTOENCODER_BATCH = 1e-3, 16
 
 
