@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 from helpers import tiny_config
-from uwm_training.export.bundle import Manifest
 
+from uwm_ros.bundle.manifest import WEIGHTS, Manifest, file_record
 from uwm_ros.engines.base import Engine, Observation, Prediction
 from uwm_training.model import PolicySpec
 
@@ -32,7 +32,7 @@ FPS = 10.0
 
 
 def write_bundle(root: Path) -> Path:
-    """A bundle.yaml the oracle can load (it needs no weights or graphs)."""
+    """A bundle.yaml the oracle can load (it needs no graphs; the weights file is empty)."""
     cfg = tiny_config(cameras=CAMERAS, proprio_dim=len(JOINTS), action_dim=len(ACTIONS))
     stats = {"min": [-10.0] * 3, "max": [10.0] * 3}
     spec = PolicySpec(
@@ -42,8 +42,10 @@ def write_bundle(root: Path) -> Path:
         {"actions": stats, "proprio": {"min": [-10.0] * 2, "max": [10.0] * 2}},
         action_kind="positions",
     )
-    manifest = Manifest(cfg, spec, 18, ["policy", "forward_dynamics"], [], {})
     root.mkdir(parents=True, exist_ok=True)
+    (root / WEIGHTS).write_bytes(b"")
+    files = {WEIGHTS: file_record(root / WEIGHTS)}
+    manifest = Manifest(cfg, spec, 18, ["policy", "forward_dynamics"], [], files)
     (root / "bundle.yaml").write_text(yaml.safe_dump(manifest.to_dict(), sort_keys=False))
     return root
 

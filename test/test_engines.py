@@ -131,8 +131,8 @@ def test_tensorrt_matches_torch_and_caches_its_plans(tmp_path: Path, tiny_bundle
     device = f"cuda:{torch.cuda.device_count() - 1}"  # the last GPU: the index is honoured
     engine = TensorRTEngine(bundle, device, precision="fp32", cache_dir=tmp_path)
     engine.warmup(runs=1)  # builds every graph the bundle's modes use
-    assert set(engine._graphs) == {"policy_loop", "joint_loop", "decoder"}
-    assert len(list(tmp_path.glob("*.plan"))) == len(list(tmp_path.glob("*.json"))) == 3
+    assert set(engine._graphs) == {"policy_loop", "forward_dynamics_loop", "joint_loop", "decoder"}
+    assert len(list(tmp_path.glob("*.plan"))) == len(list(tmp_path.glob("*.json"))) == 4
     assert not list(bundle.rglob("*.plan"))  # never inside the bundle
     ref = TorchEngine(bundle).policy(obs, z)
     got = engine.policy(obs, z)
@@ -150,7 +150,7 @@ def test_tensorrt_matches_torch_and_caches_its_plans(tmp_path: Path, tiny_bundle
 def test_warmup_loads_every_graph_the_modes_use(tiny_bundle) -> None:  # type: ignore[no-untyped-def]
     engine = OnnxRuntimeEngine(tiny_bundle[0])
     engine.warmup(runs=1)
-    assert set(engine._sessions) == {"policy_loop", "joint_loop", "decoder"}
+    assert set(engine._sessions) == {"policy_loop", "forward_dynamics_loop", "joint_loop", "decoder"}
 
 
 def test_engine_preprocessing_is_the_dataset_pipeline(tiny_bundle) -> None:  # type: ignore[no-untyped-def]

@@ -35,7 +35,7 @@ def test_bundle_contents_and_check(tiny_bundle) -> None:  # type: ignore[no-unty
     bundle, model, spec = tiny_bundle
     manifest = check_bundle(bundle)
     assert manifest.spec == spec and manifest.model == model.cfg
-    assert manifest.modes == ["policy", "joint"] and manifest.opset == 18
+    assert manifest.modes == ["policy", "forward_dynamics", "joint"] and manifest.opset == 18
     names = {g.name for g in manifest.graphs}
     assert names == {"obs_encoder", "denoiser_step", "decoder", "policy_loop", "joint_loop"}
     assert not [p for p in bundle.parent.iterdir() if p.name.startswith(".")]  # no temp dirs
