@@ -84,6 +84,8 @@ def run_closed_loop(
         return first.start <= t <= first.end
 
     def on_chunk(msg: Any) -> None:
+        if msg.horizon == 0:  # a stop (episode reset, fault): no actions to draw or time
+            return
         chunks_seen.set()
         actions = np.asarray(msg.data, np.float32).reshape(msg.horizon, msg.action_dim)
         inference_ms.append(float(msg.inference_ms))
