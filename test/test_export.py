@@ -37,7 +37,8 @@ def test_bundle_contents_and_check(tiny_bundle) -> None:  # type: ignore[no-unty
     assert manifest.spec == spec and manifest.model == model.cfg
     assert manifest.modes == ["policy", "forward_dynamics", "joint"] and manifest.opset == 18
     names = {g.name for g in manifest.graphs}
-    assert names == {"obs_encoder", "denoiser_step", "decoder", "policy_loop", "joint_loop"}
+    loops = {"policy_loop", "forward_dynamics_loop", "joint_loop"}
+    assert names == {"obs_encoder", "denoiser_step", "decoder"} | loops
     assert not [p for p in bundle.parent.iterdir() if p.name.startswith(".")]  # no temp dirs
     loaded = load_model(bundle / "weights.safetensors")
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
