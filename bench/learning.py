@@ -164,17 +164,23 @@ def main() -> None:
         parser.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
     prepare(args.work, args.demos, args.ae_minutes)
     (args.work / "rows").mkdir(parents=True, exist_ok=True)
-    pending, running = list(names), {}
+    done = [n for n in names if (args.work / "rows" / f"{n}.json").exists()]
+    if done:
+        print(f"kept from an earlier run (delete rows/NAME.json to rerun): {', '.join(done)}")
+    pending = [n for n in names if n not in done]
+    running: dict[str, tuple[subprocess.Popen[bytes], int]] = {}  # row -> (process, its core)
+    cores = list(range(os.cpu_count() or 1))
     while pending or running:
-        while pending and len(running) < args.jobs:
-            name, core = pending.pop(0), len(running) % max(os.cpu_count() or 1, 1)
+        while pending and len(running) < min(args.jobs, len(cores)):
+            busy = {core for _, core in running.values()}
+            name, core = pending.pop(0), next(c for c in cores if c not in busy)
             command = ["taskset", "-c", str(core), sys.executable, __file__, "--row", name,
                        "--work", str(args.work), "--minutes", str(args.minutes),
                        "--episodes", str(args.episodes)]  # fmt: skip
             log = (args.work / "rows" / f"{name}.log").open("w")
-            running[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            running[name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), core)
         time.sleep(5)
-        for name, proc in list(running.items()):
+        for name, (proc, _) in list(running.items()):
             if proc.poll() is not None:
                 del running[name]
                 if proc.returncode:

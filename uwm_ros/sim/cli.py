@@ -141,7 +141,7 @@ def register_eval(sub: Any) -> None:
         ": episodes on fixed seeds (unseen in training by default), run in process with one "
         "batched engine call per control step and chunks executed by the node's scheduler; "
         "the scripted expert and a random policy run on the same seeds. Prints success rates "
-        "with Wilson 95 %% intervals."), epilog=(
+        "with Wilson 95 % intervals."), epilog=(
         "examples:\n  uwm eval runs/uwm/last                       # a training checkpoint\n"
         "  uwm eval bundles/small --episodes 100 --out eval.json\n"
         "  uwm eval bundles/small --dds --episodes 20    # also through the node over DDS\n"
