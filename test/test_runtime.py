@@ -50,12 +50,13 @@ def feed(rt: PolicyRuntime, t: float, cameras=("left", "right"), joints=True) ->
         rt.on_joints(t, NAMES, [9.0, 0.2, -0.3])
 
 
-def run_until_chunk(rt: PolicyRuntime, clock: SimClock, timeout: float = 20.0, **kw):  # type: ignore[no-untyped-def]
-    """Feed inputs and tick until a chunk comes out; simulated time moves 50 ms a step, but
-    not while an inference runs (so inference takes no simulated time)."""
+def run_until_chunk(rt: PolicyRuntime, clock: SimClock, timeout: float = 20.0, feeder=None, **kw):  # type: ignore[no-untyped-def]
+    """Feed inputs (``feed``, or ``feeder()`` when given) and tick until a chunk comes out;
+    simulated time moves 50 ms a step, but not while an inference runs (so inference takes no
+    simulated time)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        feed(rt, clock.now, **kw)
+        feeder() if feeder else feed(rt, clock.now, **kw)
         chunk = rt.tick()
         if chunk is not None:
             return chunk
@@ -229,12 +230,7 @@ def test_joint_states_from_two_publishers_merge_by_name(runtime_factory) -> None
         if gripper:
             rt.on_joints(clock.now, ["joint1", "finger"], [0.2, 9.0])  # the gripper
 
-    deadline = time.monotonic() + 20
-    while (chunk := rt.tick()) is None and time.monotonic() < deadline:
-        feed_split()
-        time.sleep(0.01)
-        if not rt._busy:  # inference takes no simulated time (see run_until_chunk)
-            clock.now += 0.05
+    chunk = run_until_chunk(rt, clock, feeder=feed_split)
     assert chunk is not None
     _, joints = rt.history.observation(chunk.stamp)
     assert joints[-1].tolist() == [0.1, 0.2]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from uwm_ros.conversions import image_rgb, seconds
+from uwm_ros.nodes.outputs import STOP
 from uwm_ros.sim.node import IMAGE_TOPIC, JOINTS_TOPIC, EpisodeResult, SimNode
 from uwm_ros.sim.world import DT, MAX_STEPS
 from uwm_ros.transport.base import SENSOR_DATA
@@ -84,7 +85,7 @@ def run_closed_loop(
         return first.start <= t <= first.end
 
     def on_chunk(msg: Any) -> None:
-        if msg.horizon == 0:  # a stop (episode reset, fault): no actions to draw or time
+        if msg.mode == STOP:  # episode reset, fault: no actions to draw or time
             return
         chunks_seen.set()
         actions = np.asarray(msg.data, np.float32).reshape(msg.horizon, msg.action_dim)
