@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +83,23 @@ def test_frame_writer_failure_is_an_error(tmp_path: Path) -> None:
         sink.add(0, lambda: frame)
     with pytest.raises(DataError, match="frame writer process failed .*No such file"):
         sink.close()
+
+
+def test_no_second_process_while_every_core_is_busy() -> None:
+    """Busy now, not a minute ago: the offload check samples the CPUs, not the load average."""
+    spin = "import time\nend = time.time() + 5\nwhile time.time() < end: pass"
+    cores = len(os.sched_getaffinity(0))
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(cores)]
+    try:
+        time.sleep(0.5)
+        assert not extract.core_free()
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    with_one_core = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(with_one_core)})
+        assert not extract.core_free()  # one core: the reader's own
+    finally:
+        os.sched_setaffinity(0, with_one_core)
