@@ -22,7 +22,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/policy_latency.py
 
-DEMO_MINUTES ?= 20
+DEMO_MINUTES ?= 22
 demo: $(STAMP)
 	$(BIN)/uwm demo --minutes $(DEMO_MINUTES)
 

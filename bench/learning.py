@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,9 @@ ROWS: dict[str, dict[str, Any]] = {
     "dp": {**RECIPE, "model": {"future_obs": False}},
     "cotrain": {**RECIPE, "stage": "cotrain"},
     "anneal": {**RECIPE, "optim": {"min_lr_ratio": 0.0}},
+    "policy fraction 0": {**RECIPE, "model": {"policy_fraction": 0.0}},
+    "policy fraction 0.75": {**RECIPE, "model": {"policy_fraction": 0.75}},
+    "400 demos": {**RECIPE, "demos": 400},  # twice the expert episodes (seeds 0-399)
 }
 
 
@@ -69,8 +73,9 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def prepare(work: Path, episodes: int, ae_minutes: float) -> Path:
-    """Record + convert the demonstrations and train the autoencoder once; returns its ckpt."""
+def prepare(work: Path, episodes: int, ae_minutes: float, rows: Sequence[str] = ()) -> Path:
+    """Record + convert the demonstrations (and a row's own count of them: ``demos``) and train
+    the autoencoder once; returns its checkpoint."""
     from uwm_ros.sim.record import record_expert
     from uwm_training.data.config import load_config
     from uwm_training.data.convert import bag_jobs, build_dataset
@@ -79,9 +84,11 @@ def prepare(work: Path, episodes: int, ae_minutes: float) -> Path:
     from uwm_training.train.config import from_dict
 
     config = Path(__file__).resolve().parents[1] / "config"
-    for name, count, seed, yaml in (("expert", episodes, 0, "sim_convert.yaml"),
-                                    ("video", episodes * 3 // 10, 10_000,
-                                     "sim_convert_video.yaml")):  # fmt: skip
+    datasets = [("expert", episodes, 0, "sim_convert.yaml"),
+                ("video", episodes * 3 // 10, 10_000, "sim_convert_video.yaml")]  # fmt: skip
+    counts = sorted({ROWS[r]["demos"] for r in rows if "demos" in ROWS[r]})
+    datasets += [(_expert(n), n, 0, "sim_convert.yaml") for n in counts]
+    for name, count, seed, yaml in datasets:
         if not (work / "data" / name).exists():
             record_expert(work / "rec" / name, count, seed, action_free=name == "video")
             jobs = bag_jobs([work / "rec" / name], load_config(config / yaml))
@@ -93,8 +100,13 @@ def prepare(work: Path, episodes: int, ae_minutes: float) -> Path:
     return find_checkpoint(ae)
 
 
+def _expert(demos: int | None) -> str:
+    return f"expert-{demos}" if demos else "expert"
+
+
 def _config(work: Path, row: dict[str, Any], out: Path, minutes: float, clock: str) -> dict:
-    sources = [{"path": str(work / "data" / "expert"), "weight": 3.0}]
+    sources = [{"path": str(work / "data" / _expert(row.get("demos"))), "weight": 3.0}]
+    row = {k: v for k, v in row.items() if k != "demos"}
     if row.get("stage") in ("cotrain", "autoencoder"):
         sources.append({"path": str(work / "data" / "video"), "weight": 1.0})
     base = {"out_dir": str(out), "max_minutes": minutes, "budget_clock": clock,
@@ -162,7 +174,7 @@ def main() -> None:
     unknown = [n for n in names if n not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
-    prepare(args.work, args.demos, args.ae_minutes)
+    prepare(args.work, args.demos, args.ae_minutes, names)
     (args.work / "rows").mkdir(parents=True, exist_ok=True)
     done = [n for n in names if (args.work / "rows" / f"{n}.json").exists()]
     if done:
@@ -198,15 +210,16 @@ def _report(args: argparse.Namespace, names: list[str]) -> None:
         f"\nlearning study: {args.minutes:g} CPU-minutes per row (one thread), "
         f"{args.episodes} unseen layouts, execute 4 of 16"
     )
-    print(f"{'row':<18}{'success (95 % CI)':>24}{'policy MSE':>12}{'hold':>9}{'linear':>9}"
+    w = max(len(n) for n in [*results, *refs]) + 2
+    print(f"{'row':<{w}}{'success (95 % CI)':>24}{'policy MSE':>12}{'hold':>9}{'linear':>9}"
           f"{'steps':>7}{'samples/cpu-s':>15}")  # fmt: skip
     for name, r in results.items():
         s = r["success"]
         ci = f"{s['rate']:.0%} ({s['low']:.0%}-{s['high']:.0%})"
-        print(f"{name:<18}{ci:>24}{r['policy_mse']:>12.4f}{r['hold_mse']:>9.4f}"
+        print(f"{name:<{w}}{ci:>24}{r['policy_mse']:>12.4f}{r['hold_mse']:>9.4f}"
               f"{r['linear_mse']:>9.4f}{r['steps']:>7}{r['samples_per_cpu_s']:>15.0f}")  # fmt: skip
     for name, line in refs.items():
-        print(f"{name:<18}{line}")
+        print(f"{name:<{w}}{line}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {"cpu_minutes": args.minutes, "episodes": args.episodes, "rows": results,
               "reference": refs}  # fmt: skip

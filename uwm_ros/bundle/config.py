@@ -319,7 +319,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # camera through a keypoint encoder (spatial softmax, 16 channels); 16x16x4 latents
     # (autoencoder downsample 4: it draws the 7-pixel block), patch 4 -> 16 video tokens + 16
     # action + 4 registers = 36 tokens at D=128, 4 layers, a 128-wide timestep embedding; the
-    # denoiser predicts x_0 ("sample"), which learnt twice as fast as epsilon here; proprio on.
+    # denoiser predicts x_0 ("sample"), which learnt twice as fast as epsilon here; proprio on;
+    # half the action-labelled samples train the policy's own input (future latents at pure
+    # noise), which took success from 64 to 80 % at equal CPU time (study run 3).
     "small": dict(
         cameras=("front",),
         image_size=64,
@@ -335,6 +337,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         action_dim=7,
         proprio_dim=7,
         prediction="sample",
+        policy_fraction=0.5,
         autoencoder=AutoencoderConfig(downsample=4, base_channels=16),
     ),
 }
