@@ -63,6 +63,8 @@ ROWS: dict[str, dict[str, Any]] = {
     "policy fraction 0": {**RECIPE, "model": {"policy_fraction": 0.0}},
     "policy fraction 0.75": {**RECIPE, "model": {"policy_fraction": 0.75}},
     "400 demos": {**RECIPE, "demos": 400},  # twice the expert episodes (seeds 0-399)
+    "video patch 8": {**RECIPE, "model": {"patch_size": 8}},  # 4 video tokens instead of 16
+    "batch 32": {**RECIPE, "batch_size": 32},
 }
 
 
