@@ -59,20 +59,21 @@ def core_free(window_s: float = 0.1) -> bool:
     """A core idles now, besides the reader's own (/proc/stat over ``window_s``; the 1-minute
     load average lags a job that just ended by a minute). Measured with the other core busy, a
     second process made a conversion 1.2-1.5x slower, both processes sharing one."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if (cores or 1) < 2:
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count()) or 1  # fmt: skip
+    if cores < 2:
         return False
     try:
         before = _cpu_times()
         time.sleep(window_s)
-        after = _cpu_times()
-    except (OSError, ValueError, IndexError):  # no /proc (macOS, Windows): the load average
-        try:
-            return (cores or 1) - os.getloadavg()[0] >= 1
-        except (AttributeError, OSError):
-            return False
-    idle, total = (a - b for a, b in zip(after, before, strict=True))
-    return idle / max(total, 1) * (os.cpu_count() or 1) >= 1.6
+        idle, total = (a - b for a, b in zip(_cpu_times(), before, strict=True))
+        return idle / max(total, 1) * (os.cpu_count() or 1) >= 1.6
+    except (OSError, ValueError, IndexError):  # no /proc (macOS, Windows)
+        pass
+    try:  # the load average, where there is one
+        return cores - os.getloadavg()[0] >= 1
+    except (AttributeError, OSError):
+        return False
 
 
 def _cpu_times() -> tuple[int, int]:

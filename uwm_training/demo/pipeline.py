@@ -119,18 +119,15 @@ class Demo:
         from .reconstruction import object_errors
 
         b, runs = self.budget, self.out / "runs"
+        # UWM on the robot data alone: co-training on the action-free video lost 8 and 20 points
+        # at equal CPU time in the learning study; the autoencoder still learns from its frames.
+        robot = {"path": str(self.out / "data" / "expert"), "weight": 3.0}
+        video = {"path": str(self.out / "data" / "video"), "weight": 1.0}
+        data = {**RECIPE["data"], "sources": [robot], "val_fraction": 0.05, "num_workers": 0}
         common: dict[str, Any] = {
             **RECIPE,
             "preset": "small",
-            "data": {
-                **RECIPE["data"],
-                "sources": [
-                    {"path": str(self.out / "data" / "expert"), "weight": 3.0},
-                    {"path": str(self.out / "data" / "video"), "weight": 1.0},
-                ],
-                "val_fraction": 0.05,
-                "num_workers": 0,
-            },
+            "data": data,
             "eval": {"every": 1_000_000, "batches": 1, "gif_samples": 4},  # once, at the end
             "batch_size": b.batch_size,
             "ckpt_every": 1_000_000,
@@ -138,6 +135,7 @@ class Demo:
             "log_every": 10,
         }
         ae = train(from_dict({**common, "stage": "autoencoder", "out_dir": str(runs / "ae"),
+                              "data": {**data, "sources": [robot, video]},
                               "optim": {**RECIPE["optim"], "lr": AUTOENCODER_LR},
                               "batch_size": min(AUTOENCODER_BATCH, b.batch_size),
                               "max_minutes": b.autoencoder_minutes}))  # fmt: skip
@@ -148,11 +146,7 @@ class Demo:
               f"{drawn['block_rms']:.0f}/255), goal {drawn['goal_kept']:.0%} (RMS "
               f"{drawn['goal_rms']:.0f}/255)")  # fmt: skip
         curve = SimSuccess(b.curve_every, episodes=b.eval_episodes)
-        # UWM on the robot data alone: co-training on the action-free video lost 8 and 20 points
-        # at equal CPU time in the learning study; the autoencoder still learns from its frames.
-        robot = {**common["data"], "sources": common["data"]["sources"][:1]}
-        uwm = train(from_dict({**common, "stage": "pretrain", "data": robot,
-                               "out_dir": str(runs / "uwm"),
+        uwm = train(from_dict({**common, "stage": "pretrain", "out_dir": str(runs / "uwm"),
                                "autoencoder_from": str(ae.checkpoint),
                                "max_minutes": b.minutes - b.autoencoder_minutes}),
                     closed_loop=curve)  # fmt: skip
