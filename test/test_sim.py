@@ -23,7 +23,7 @@ from uwm_ros.sim.node import (
     SimNode,
     run_episodes,
 )
-from uwm_ros.sim.record import HOLD_STEPS, record_expert
+from uwm_ros.sim.record import HOLD_STEPS, _demonstrate, record_expert
 from uwm_ros.sim.render import COLORS, render
 from uwm_ros.sim.world import (
     BLOCK_HALF,
@@ -124,6 +124,21 @@ def test_failed_demonstrations_are_not_recorded(tmp_path: Path) -> None:
     assert rec.skipped_seeds == (133,) and rec.episodes == rec.successes == 2
     with AnyReader([tmp_path / "expert"], default_typestore=typestore()) as reader:
         assert {c.topic: c.msgcount for c in reader.connections}[EPISODE_TOPIC] == 2
+
+
+def test_noisy_demonstrations_record_the_experts_clean_command() -> None:
+    """DART: the arm executes perturbed targets, the labels stay what the expert sent."""
+    clean = _demonstrate(3, HOLD_STEPS, noise=0.0)
+    noisy = _demonstrate(3, HOLD_STEPS, noise=0.05)
+    assert [w.q.tolist() for w, _ in _demonstrate(3, HOLD_STEPS, 0.05)] == [
+        w.q.tolist() for w, _ in noisy
+    ]  # reproducible from the seed
+    assert not np.allclose(clean[3][0].q, noisy[3][0].q)  # the perturbation was executed
+    acting = [(w, target) for w, target in noisy if not w.done]
+    assert all(np.array_equal(target, expert(w)) for w, target in acting)
+    assert all(np.array_equal(target, w.q) for w, target in noisy if w.done)  # the rest
+    with pytest.raises(ValueError, match="noise"):
+        record_expert(Path("unused"), episodes=1, noise=-0.1, progress=False)
 
 
 def test_action_free_recording_has_only_the_camera(tmp_path: Path) -> None:

@@ -62,6 +62,29 @@ def test_autoencoder_stage_measures_the_latent_scale(run: dict[str, Path]) -> No
     assert np.isfinite(row["recon_mse"]) and (run["tmp"] / "ae/samples/step-00000002.gif").exists()
 
 
+def test_autoencoder_stage_learns_from_one_frame_of_each_window(run: dict[str, Path]) -> None:
+    from uwm_training.train.data import build_data, dataset_spec, open_sources
+    from uwm_training.train.loop import Objective
+    from uwm_training.train.models import new_model
+
+    cfg = tiny_config(run["tmp"] / "one-frame", [run["ds"]], stage="autoencoder")
+    sources = open_sources(cfg)
+    model = new_model(cfg, sources)
+    data = build_data(sources, model.cfg, cfg, dataset_spec(sources, model.cfg, ["joint_pos"]))
+    items = [data.train[i] for i in range(3)]
+    batch = {k: torch.stack([item[k] for item in items]) for k in items[0]}
+    seen: list[torch.Tensor] = []
+    ae = model.autoencoder
+    assert ae is not None
+    ae.encoder.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    Objective(model, "autoencoder")(batch)
+    (x,) = seen  # the autoencoder's input, scaled to [-1, 1]
+    window = torch.cat([batch["obs_images"], batch["future_images"]], dim=2)[:, 0]
+    assert x.shape == (3, *window.shape[2:])  # one image per window (one view), not h_o + h_o'
+    for image, frames in zip((x + 1) / 2, window):  # each one of its own window's frames
+        assert min(float((image - f).abs().max()) for f in frames) < 1e-6
+
+
 def test_loss_decreases_on_a_tiny_dataset(run: dict[str, Path]) -> None:
     cfg = pretrain_config(run, "decrease", steps=40, batch_size=4)
     train(cfg)

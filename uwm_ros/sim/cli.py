@@ -40,7 +40,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
     try:
         rec = record_expert(args.out, args.episodes, args.seed, args.action_free,
-                            args.image_size, args.storage)  # fmt: skip
+                            args.image_size, args.storage, noise=args.noise)  # fmt: skip
     except (BagToolError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -73,7 +73,8 @@ def register(sub: Any) -> None:
     doc = "record scripted-expert episodes to a rosbag2 (faster than real time)"
     r = sim_sub.add_parser("record", help=doc, description=doc, formatter_class=RAW, epilog=(
         "examples:\n  uwm sim record --episodes 100 --out recordings/expert\n"
-        "  uwm sim record --episodes 20 --seed 5000 --action-free --out recordings/video"
+        "  uwm sim record --episodes 20 --seed 5000 --action-free --out recordings/video\n"
+        "  uwm sim record --episodes 200 --noise 0.05 --out recordings/dart"
     ))  # fmt: skip
     r.add_argument("--episodes", type=int, required=True)
     r.add_argument("--out", type=Path, required=True, help="bag folder to create")
@@ -82,6 +83,9 @@ def register(sub: Any) -> None:
                    help="camera and episode markers only: video without actions")  # fmt: skip
     r.add_argument("--image-size", type=int, default=64, help="camera resolution (square)")
     r.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    r.add_argument("--noise", type=float, default=0.0,
+                   help="std (rad) of noise on the executed joint targets; the recorded "
+                   "commands stay the expert's (DART)")  # fmt: skip
     r.set_defaults(func=_cmd_record)
 
 

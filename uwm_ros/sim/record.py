@@ -4,8 +4,11 @@ The sim runs on its own clock, faster than real time: messages carry sim time (f
 recordings made with ``use_sim_time``) in their headers and as the bag's receive times, exact
 to the nanosecond so frames sit exactly on the dataset's grid. Episodes are 1 s apart, each
 started by an ``/episode`` marker; after the task is done the arm rests for ``hold_steps``
-periods. Episodes the expert fails (a timeout) are not written, as failed demonstrations are
-discarded on a real robot: a policy must not learn to get stuck. Action-free recordings keep
+periods. With ``noise`` the executed targets are perturbed while the recorded commands stay
+the expert's (DART, Laskey et al. 2017), so demonstrations also show how to get back from small
+errors (in the demo's A/B it did not pay: 72 % vs 80 % on 200 validation layouts at sigma
+0.05 rad). Episodes the expert fails (a timeout) are not written, as failed demonstrations
+are discarded on a real robot: a policy must not learn to get stuck. Action-free recordings keep
 only the camera and the markers: video without actions or joint states, for co-training.
 """
 
@@ -64,13 +67,17 @@ def record_expert(
     storage: str = "mcap",
     progress: bool = True,
     hold_steps: int = HOLD_STEPS,
+    noise: float = 0.0,
 ) -> Recording:
     """Run the expert on episodes ``seed .. seed + episodes - 1`` and write the successful
-    ones to ``out`` (all of them when ``action_free``: video needs no success)."""
+    ones to ``out`` (all of them when ``action_free``: video needs no success). ``noise``: std
+    (rad) of Gaussian noise on each executed joint target; the command recorded is clean."""
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}")
     if hold_steps < 1:
         raise ValueError(f"hold_steps must be >= 1, got {hold_steps}")
+    if not noise >= 0:
+        raise ValueError(f"--noise must be >= 0 rad, got {noise}")
     messages = Messages()
     store = messages.store
     topics = [IMAGE_TOPIC, EPISODE_TOPIC] if action_free else list(TYPES)
@@ -87,7 +94,7 @@ def record_expert(
                 writer.write(conns[topic], round(t * 1e9), store.serialize_cdr(msg, TYPES[topic]))
 
         for i in tqdm(range(episodes), unit="episode", disable=not progress):
-            steps = _demonstrate(seed + i, hold_steps)
+            steps = _demonstrate(seed + i, hold_steps, noise)
             if not (steps[-1][0].success or action_free):
                 skipped.append(seed + i)
                 continue
@@ -105,13 +112,16 @@ def record_expert(
     return Recording(written, successes, frames, tuple(skipped))
 
 
-def _demonstrate(seed: int, hold_steps: int) -> list[tuple[World, np.ndarray]]:
-    """The expert's episode as (state, the target it sent) per control period, then the rest."""
+def _demonstrate(seed: int, hold_steps: int, noise: float) -> list[tuple[World, np.ndarray]]:
+    """The expert's episode as (state, the target it sent) per control period, then the rest;
+    the arm executes each target plus ``noise`` (drawn from the episode's seed)."""
     world, steps = World.reset(seed), []
+    rng = np.random.default_rng([seed, 1])
     hold = hold_steps
     while hold:
         hold -= world.done
         target = world.q.copy() if world.done else expert(world)
         steps.append((copy.deepcopy(world), target))
-        world.step(target)
+        world.step(target + (rng.normal(0.0, noise, target.shape) if noise and not world.done
+                             else 0.0))  # fmt: skip
     return steps

@@ -43,7 +43,7 @@ class Budget:
         return self.minutes * self.autoencoder_share
 
 
-FULL = Budget(expert_episodes=200, video_episodes=60, minutes=22.0, eval_episodes=50,
+FULL = Budget(expert_episodes=400, video_episodes=60, minutes=22.0, eval_episodes=50,
               dds_episodes=5, curve_every=4.0)  # fmt: skip
 QUICK = Budget(expert_episodes=6, video_episodes=3, minutes=0.6, eval_episodes=4,
                dds_episodes=1, curve_every=0.2, batch_size=4)  # fmt: skip
@@ -55,7 +55,8 @@ RECIPE: dict[str, Any] = {
 }
 # The autoencoder stage: sharp blocks within its few minutes need many small steps (measured on
 # the sim's frames, one core: block pixels kept in colour 56 % after 3 min at 16 windows a step,
-# 29 % after 6 min at 64) and a higher learning rate than the DiT's.
+# 29 % after 6 min at 64; on a slower AVX2-only host 34 % with 4 frames per window, 82 % with
+# one) and a higher learning rate than the DiT's.
 AUTOENCODER_LR, AUTOENCODER_BATCH = 1e-3, 16
 
 
