@@ -122,6 +122,7 @@ def _demonstrate(seed: int, hold_steps: int, noise: float) -> list[tuple[World, 
         hold -= world.done
         target = world.q.copy() if world.done else expert(world)
         steps.append((copy.deepcopy(world), target))
-        world.step(target + (rng.normal(0.0, noise, target.shape) if noise and not world.done
-                             else 0.0))  # fmt: skip
+        if noise and not world.done:  # the rest after the task stays still
+            target = target + rng.normal(0.0, noise, target.shape)
+        world.step(target)
     return steps
