@@ -118,8 +118,10 @@ def test_precision_choice() -> None:
     from uwm_training.train.optim import cpu_has_native_bf16, resolve_precision
 
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
-    assert resolve_precision("bf16", cpu) == "bf16"
+    # with bf16 instructions the loop times both (fp32 was faster for the small preset on AMX)
+    both = ("fp32", "bf16") if cpu_has_native_bf16() else ("fp32",)
+    assert resolve_precision("auto", cpu) == both
+    assert resolve_precision("bf16", cpu) == ("bf16",)
     with pytest.raises(TrainError, match="fp16 needs a CUDA GPU"):
         resolve_precision("fp16", cpu)
 
@@ -132,3 +134,20 @@ def test_cosine_ends_at_the_time_budget_when_that_comes_first() -> None:
     assert lr_at(5, cfg, 100_000, budget_used=0.9) == pytest.approx(6e-4)  # warmup is by step
     constant = OptimConfig(lr=1e-3, warmup_steps=10, min_lr_ratio=1.0)
     assert lr_at(20, constant, 100_000, budget_used=0.99) == pytest.approx(1e-3)
+
+
+def test_fastest_precision_is_the_one_that_ran_fastest() -> None:
+    import time
+
+    from uwm_training.train.optim import fastest
+
+    calls: list[str] = []
+
+    def step(precision: str) -> None:
+        calls.append(precision)
+        time.sleep(0.02 if precision == "bf16" else 0.0)
+
+    choice, seconds = fastest(("bf16", "fp32"), step)
+    assert choice == "fp32" and seconds["bf16"] > 0.015 > seconds["fp32"]
+    assert calls == ["bf16"] * 4 + ["fp32"] * 4  # a warm-up and three timed runs each
+    assert fastest(("fp32",), step) == ("fp32", {})  # nothing to choose: not timed

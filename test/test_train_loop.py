@@ -149,6 +149,28 @@ def test_killed_and_resumed_run_ends_with_the_uninterrupted_weights(
     assert_same_weights(resumed.ema, reference.ema)
 
 
+def test_auto_precision_is_timed_once_and_kept_by_the_resumed_run(
+    run: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from uwm_training.train.checkpoint import load_state
+    from uwm_training.train.optim import resolve_precision
+
+    candidates = resolve_precision("auto", torch.device("cpu"))
+    cfg = pretrain_config(run, "auto", steps=2, ckpt_every=1, precision="auto")
+    train(cfg)
+    header = capsys.readouterr().out
+    last = Path(cfg.out_dir) / "last"
+    state = torch.load(last / "state.pt", weights_only=True)
+    assert state["precision"] in candidates
+    assert ("the faster here: fp32" in header) == (len(candidates) > 1)  # timed only with a choice
+    # the resumed run trains on in the checkpoint's precision, not in a new timing's choice
+    state["precision"] = candidates[-1]
+    torch.save(state, last / "state.pt")
+    train(pretrain_config(run, "auto", steps=3, ckpt_every=1, precision="auto"), resume=True)
+    assert load_state(last.resolve())["precision"] == candidates[-1]
+    assert "the faster here" not in capsys.readouterr().out
+
+
 def test_evaluation_reports_every_mode_and_writes_a_gif(run: dict[str, Path]) -> None:
     cfg = pretrain_config(run, "eval", steps=2, eval={"every": 2}, precision="bf16")
     train(cfg)

@@ -160,7 +160,8 @@ class TrainConfig:
         cache_latents: encode every frame once with the frozen autoencoder before training,
             so steps read latents instead of encoding future frames (same values, no cost).
         precision: auto | fp32 | bf16 | fp16 (CUDA, with loss scaling). auto: bf16 on GPUs that
-            have it, else fp16; on CPU bf16 where it has bf16 instructions, else fp32
+            have it, else fp16; on a CPU with bf16 instructions the faster of fp32 and bf16,
+            timed on one step of each at the start (a resumed run keeps its own), else fp32
             (``optim.resolve_precision`` has the measurements).
         ema_decay: EMA decay, ramped up as min(decay, (1 + n) / (10 + n)) over the first steps.
         ckpt_every: checkpoint every this many steps (and after the last).

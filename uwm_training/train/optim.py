@@ -8,6 +8,9 @@ from __future__ import annotations
 import copy
 import math
 import re
+import statistics
+import time
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -42,23 +45,44 @@ def lr_at(step: int, cfg: OptimConfig, total_steps: int, budget_used: float = 0.
     return floor + 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))) * (cfg.lr - floor)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 on GPUs with bf16, fp16 on older GPUs; on CPU bf16 only where the CPU has
-    bf16 instructions (AVX512-BF16, AMX), else fp32.
+def resolve_precision(precision: str, device: torch.device) -> tuple[str, ...]:
+    """What ``precision`` can mean here: one choice, or on a CPU with bf16 instructions
+    (AVX512-BF16, AMX) and ``auto`` both fp32 and bf16, for the loop to time (``fastest``).
 
-    Measured on an AMD EPYC (Zen 4, avx512_bf16), small preset, batch 8, one thread: a training
-    step takes 0.71 s with bf16 autocast and 0.90 s in fp32 (bench/train_throughput.py has the
-    whole loop). Without those instructions bf16 is emulated, so fp32 stays the default there.
+    ``auto`` on GPUs: bf16 where supported, else fp16. On CPUs which is faster depends on the
+    model and the batch: the small preset at batch 64 on a Sapphire Rapids (AMX), 2 threads,
+    took 190 ms a step in fp32 and 235 ms with bf16 autocast (its casts cost more than its
+    matmuls save), while batch 8 on one Zen 4 thread took 0.90 s in fp32 and 0.71 s in bf16.
+    Without those instructions bf16 is emulated (~4x slower): fp32.
     """
     if device.type == "cuda":
         if precision == "auto":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return precision
+            return ("bf16",) if torch.cuda.is_bf16_supported() else ("fp16",)
+        return (precision,)
     if precision == "fp16":
         raise TrainError("precision fp16 needs a CUDA GPU (loss scaling); use bf16 or fp32")
     if precision == "auto":
-        return "bf16" if cpu_has_native_bf16() else "fp32"
-    return precision
+        return ("fp32", "bf16") if cpu_has_native_bf16() else ("fp32",)
+    return (precision,)
+
+
+def fastest(
+    candidates: Sequence[str], step: Callable[[str], None], repeats: int = 3
+) -> tuple[str, dict[str, float]]:
+    """The candidate whose ``step`` runs fastest (one warm-up each, then the median of
+    ``repeats``), and the seconds each took; a single candidate is returned untimed."""
+    if len(candidates) == 1:
+        return candidates[0], {}
+    seconds = {}
+    for candidate in candidates:
+        step(candidate)
+        runs = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            step(candidate)
+            runs.append(time.perf_counter() - started)
+        seconds[candidate] = statistics.median(runs)
+    return min(seconds, key=seconds.__getitem__), seconds
 
 
 def cpu_has_native_bf16() -> bool:
