@@ -142,7 +142,7 @@ def _train(
         ema.model.load_state_dict(resumed.ema.state_dict())
     del resumed  # the checkpoint's copies of the weights
     # The observation encoder's convolutions run faster on channels-last weights (its forward +
-    # backward at batch 128: 72 -> 56 ms on AVX2); the autoencoder's do not (bf16 on AMX: 78 ->
+    # backward at batch 128: 72 -> 56-61 ms on AVX2); the autoencoder's do not (bf16 on AMX: 78 ->
     # 187 ms a step). The EMA copy, only evaluated, stays as it is.
     for conv in (m for m in model.obs_encoder.modules() if isinstance(m, nn.Conv2d)):
         conv.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
