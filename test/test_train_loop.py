@@ -157,12 +157,13 @@ def test_auto_precision_is_timed_once_and_kept_by_the_resumed_run(
 
     candidates = resolve_precision("auto", torch.device("cpu"))
     cfg = pretrain_config(run, "auto", steps=2, ckpt_every=1, precision="auto")
-    train(cfg)
+    result = train(cfg)
     header = capsys.readouterr().out
     last = Path(cfg.out_dir) / "last"
     state = torch.load(last / "state.pt", weights_only=True)
     assert state["precision"] in candidates
     assert ("the faster here: fp32" in header) == (len(candidates) > 1)  # timed only with a choice
+    assert all(p.is_contiguous() for p in result.model.parameters())  # trained channels-last
     # the resumed run trains on in the checkpoint's precision, not in a new timing's choice
     state["precision"] = candidates[-1]
     torch.save(state, last / "state.pt")

@@ -144,8 +144,7 @@ def _train(
     # The observation encoder's convolutions run faster on channels-last weights (its forward +
     # backward at batch 128: 72 -> 56-61 ms on AVX2); the autoencoder's do not (bf16 on AMX: 78 ->
     # 187 ms a step). The EMA copy, only evaluated, stays as it is.
-    for conv in (m for m in model.obs_encoder.modules() if isinstance(m, nn.Conv2d)):
-        conv.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    _encoder_layout(model, torch.channels_last)
     optimizer = build_optimizer(model, cfg.optim, device)
     step = 0
     if state is not None:
@@ -255,7 +254,14 @@ def _train(
                 last_ckpt = _checkpoint(cfg, step, model, ema.model, data, saved, device, log)
             env.barrier()
     log.close()
+    _encoder_layout(model, torch.contiguous_format)  # the usual layout for whoever saves it
     return TrainResult(model, ema.model if ema else None, step, last_ckpt)
+
+
+def _encoder_layout(model: UnifiedWorldModel, layout: torch.memory_format) -> None:
+    """Put the observation encoder's convolution weights in ``layout``."""
+    for conv in (m for m in model.obs_encoder.modules() if isinstance(m, nn.Conv2d)):
+        conv.to(memory_format=layout)  # type: ignore[call-overload]
 
 
 def _precision(
