@@ -152,7 +152,6 @@ def _train(
         step = int(state["step"])
     objective: nn.Module = Objective(model, cfg.stage)
     precision, timed = _precision(cfg, env, state, objective, data, device)
-    optimizer.zero_grad(set_to_none=True)  # the timed steps' gradients
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     if state is not None:
         scaler.load_state_dict(state["scaler"])
@@ -277,7 +276,7 @@ def _precision(
     candidates = resolve_precision(cfg.precision, device)
     if state is not None and state.get("precision") in candidates:
         return state["precision"], {}
-    if env.ddp:  # ranks timing apart could choose apart
+    if len(candidates) == 1 or env.ddp:  # nothing to time; ranks timing apart could choose apart
         return candidates[-1], {}
     windows = [data.train[i] for i in range(min(cfg.batch_size, len(data.train)))]
     batch = {k: v.to(device) for k, v in default_collate(windows).items()}
@@ -287,6 +286,7 @@ def _precision(
         with autocast(precision, device):
             loss, _ = objective(batch)
         loss.backward()
+        objective.zero_grad(set_to_none=True)  # timing leaves no gradients behind
 
     return fastest(candidates, step)
 
