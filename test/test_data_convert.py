@@ -96,7 +96,7 @@ def test_round_trip_multi_rate_bag_gives_exact_arrays(tmp_path: Path, storage: s
     assert report["streams"]["front"]["missing_messages"] == 2  # the dropped camera frames
     assert report["streams"]["command"]["rate_hz"] == pytest.approx(10, rel=0.05)
     assert store.attrs["reports"][0]["frames"] == len(expected)
-    assert len(store.attrs["sources"][0]["sha256"]) == 64
+    assert len(store.attrs["sources"][0]["blake3"]) == 64
     # zarr reads the frames written as chunk files
     np.testing.assert_array_equal(zarr.open_group(tmp_path / "ds")["data/wrist"][3], got[3])
 

@@ -53,7 +53,7 @@ def test_offloaded_frames_are_the_in_process_bytes(
     )  # fmt: skip
     (local,) = convert([bag], tmp_path / "local", cfg, allow_losses=True)
     monkeypatch.setattr(extract, "OFFLOAD_MIN_FRAMES", 0)
-    monkeypatch.setattr(extract, "core_free", lambda: True)
+    monkeypatch.setattr(extract, "core_free", lambda *_: True)
     (remote,) = convert([bag], tmp_path / "remote", cfg, allow_losses=True)
     assert local["short_episodes"] == 2 and local["frames"] > 64
     assert local["streams"]["front"]["duplicated_ticks"] > 30
@@ -69,7 +69,7 @@ def test_a_failing_offloaded_conversion_leaves_nothing(
     msgs += [("/wrist/image_raw", T0 + i * 33_000_000, image_msg(T0 + i * 33_000_000, rgb(i)))
              for i in range(90)]  # fmt: skip
     monkeypatch.setattr(extract, "OFFLOAD_MIN_FRAMES", 0)
-    monkeypatch.setattr(extract, "core_free", lambda: True)
+    monkeypatch.setattr(extract, "core_free", lambda *_: True)
     out = tmp_path / "out" / "ds"
     with pytest.raises(BagError, match="image size changed mid-bag"):
         convert([write_bag(tmp_path / "bag", msgs)], out, convert_config(tmp_path))

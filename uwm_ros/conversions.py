@@ -37,8 +37,9 @@ class FieldError(ValueError):
         self.field, self.detail = field, detail
 
 
-def image_rgb(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image in any supported encoding -> (H, W, 3) uint8 RGB."""
+def image_rgb(msg: Any, copy: bool = True) -> np.ndarray:
+    """sensor_msgs/Image in any supported encoding -> (H, W, 3) uint8 RGB. ``copy=False``: an
+    rgb8 image stays a read-only view of ``msg.data`` (for a caller done with it at once)."""
     if msg.encoding not in ENCODINGS:
         raise FieldError(
             "encoding", f"unsupported image encoding {msg.encoding!r}; supported: {list(ENCODINGS)}"
@@ -52,14 +53,15 @@ def image_rgb(msg: Any) -> np.ndarray:
         raise FieldError("step", f"step {step} < width {w} x {channels * depth} bytes per pixel")
     if len(msg.data) < step * h:
         raise FieldError("data", f"{len(msg.data)} bytes, expected step {step} x height {h}")
-    # A view of the message buffer, copied once (an owned, writable array comes back).
+    # A view of the message buffer, copied once (an owned, writable array comes back) unless
+    # the caller takes the view.
     pixels = np.frombuffer(msg.data, np.uint8, count=step * h).reshape(h, step)[:, :row]
     if depth == 2:  # mono16: keep the high byte, so the full 16-bit range maps onto 0..255
         dtype = ">u2" if msg.is_bigendian else "<u2"
         pixels = (np.ascontiguousarray(pixels).view(dtype) >> 8).astype(np.uint8)
     pixels = pixels.reshape(h, w, channels)
     if conversion is None:
-        return np.array(pixels)
+        return np.array(pixels) if copy else pixels
     return cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
 
 

@@ -88,21 +88,34 @@ def read_image(raw: bytes | memoryview) -> ImageFields:
     return ImageFields(encoding, height, width, step, is_bigendian, data)
 
 
+_last_names: tuple[bytes, tuple[str, ...]] = (b"", ())  # a joint list's bytes, its names
+
+
 def read_joint_state(raw: bytes | memoryview) -> JointFields:
+    global _last_names
     little = raw[1] & 1
     u32 = _U32[little]
     pos = _after_header(raw, u32)
     pos += -pos % 4
-    (count,) = u32(raw, pos)
-    pos += 4
-    names = []
-    for _ in range(count):
-        name, pos = _string(raw, pos, u32)
-        names.append(name)
+    # A publisher sends the same names each time: bytes equal to the last list's are that list
+    # (the list starts 4-aligned in every message, so its padding lies alike).
+    blob, names = _last_names
+    if blob and raw[pos : pos + len(blob)] == blob:
+        pos += len(blob)
+    else:
+        start = pos
+        (count,) = u32(raw, pos)
+        pos += 4
+        parsed = []
+        for _ in range(count):
+            name, pos = _string(raw, pos, u32)
+            parsed.append(name)
+        names = tuple(parsed)
+        _last_names = (bytes(raw[start:pos]), names)
     position, pos = _array(raw, pos, little, "f8")
     velocity, pos = _array(raw, pos, little, "f8")
     effort, _ = _array(raw, pos, little, "f8")
-    return JointFields(names, position, velocity, effort)
+    return JointFields(list(names), position, velocity, effort)
 
 
 _READERS: dict[str, Callable[[bytes | memoryview], Any]] = {

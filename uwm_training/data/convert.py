@@ -26,7 +26,7 @@ from .config import ConvertConfig
 from .errors import DataError, DatasetError
 from .extract import convert_bag
 from .losses import check_losses
-from .store import Store, append_part, open_store, spec_mismatch, staged
+from .store import Store, append_part, open_store, source_digests, spec_mismatch, staged
 
 Event = tuple[str, int, int]  # (kind: start|update|end, job index, count)
 
@@ -170,13 +170,13 @@ def _assemble(root: Path, parts: list[Path], converter: dict[str, Any]) -> None:
         parts = parts[1:]
     for part in parts:
         group = open_store(root)
-        seen = {s.get("sha256"): s["path"] for s in group.attrs["sources"]}
+        seen = {d: s["path"] for s in group.attrs["sources"] for d in source_digests(s)}
         for source in Store(part).attrs["sources"]:
-            if source.get("sha256") in seen:
-                raise DatasetError(
-                    f"{source['path']}: already in the dataset (same content as "
-                    f"{seen[source['sha256']]})"
-                )
+            for digest in source_digests(source):
+                if digest in seen:
+                    raise DatasetError(
+                        f"{source['path']}: already in the dataset (same content as {seen[digest]})"
+                    )
         append_part(root, part)
     open_store(root, "r+").attrs["converter"] = converter
 

@@ -4,24 +4,23 @@ Per message: cameras and joint states keep their raw bytes (the stamp is read fr
 header without decoding) and are decoded only if a frame uses them (images by the writer,
 joints by ``joints.JointDecoder``); commands (a few Hz) are decoded at once; markers feed
 the episode builder. After each message, the timeline returns the ticks every stream has
-resolved, and the builder turns them into frames. The bag's sha256 is computed alongside, on
-its own thread (hashlib releases the GIL: it runs on a second core while there is one).
+resolved, and the builder turns them into frames. The bag's BLAKE3 digest is computed alongside,
+on its own thread (blake3 releases the GIL: it runs on a second core while there is one).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from blake3 import blake3
 
 from .bags import Bag, Topic
 from .config import ConvertConfig
+from .cores import CpuSample, core_free, cpu_sample
 from .episodes import COMMAND, JOINTS, EpisodeBuilder
 from .errors import BagError
 from .joints import JointDecoder, JointSample
@@ -36,7 +35,6 @@ from .messages import (
     command_vector,
     header_stamp,
     marker_event,
-    stamp_ns,
 )
 from .resample import StampsBackwards, Stream, Timeline
 from .writer import PartWriter
@@ -53,34 +51,7 @@ class Progress(Protocol):
 # Camera messages from which frames are compressed in a second process (its start, ~0.15 s,
 # costs more than it saves on smaller bags).
 OFFLOAD_MIN_FRAMES = 1000
-
-
-def core_free(window_s: float = 0.1) -> bool:
-    """A core idles now, besides the reader's own (/proc/stat over ``window_s``; the 1-minute
-    load average lags a job that just ended by a minute). Measured with the other core busy, a
-    second process made a conversion 1.2-1.5x slower, both processes sharing one."""
-    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-             else os.cpu_count()) or 1  # fmt: skip
-    if cores < 2:
-        return False
-    try:
-        before = _cpu_times()
-        time.sleep(window_s)
-        idle, total = (a - b for a, b in zip(_cpu_times(), before, strict=True))
-        return idle / max(total, 1) * (os.cpu_count() or 1) >= 1.6
-    except (OSError, ValueError, IndexError):  # no /proc (macOS, Windows)
-        pass
-    try:  # the load average, where there is one
-        return cores - os.getloadavg()[0] >= 1
-    except (AttributeError, OSError):
-        return False
-
-
-def _cpu_times() -> tuple[int, int]:
-    """(idle + iowait, total) jiffies of all CPUs from /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:9]]
-    return fields[3] + fields[4], sum(fields)
+HASH_BLOCK = 16 << 20  # bytes the hasher reads at a time
 
 
 _CLOCK_SPLIT_NS = 600 * 10**9  # header vs receive clocks further apart than this: sim time
@@ -110,16 +81,19 @@ def dataset_spec(
 
 
 def file_digest(path: Path) -> dict[str, Any]:
-    """sha256 and size over a bag's files (metadata.yaml + storage) or a single file."""
+    """BLAKE3 and size over a bag's files (metadata.yaml + storage) or a single file: a content
+    identity (duplicates are refused by it). Big blocks, as reading and hashing each release the
+    GIL: sha256 in 1 MiB blocks took ~3x the CPU and a GIL hand-off per block from the reader."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    digest, size = hashlib.sha256(), 0
+    digest, size = blake3(), 0
+    block = memoryview(bytearray(HASH_BLOCK))
     for file in files:
         digest.update(file.name.encode())
-        with file.open("rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-                size += len(block)
-    return {"sha256": digest.hexdigest(), "bytes": size}
+        with file.open("rb", buffering=0) as f:
+            while n := f.readinto(block):
+                digest.update(block[:n])
+                size += n
+    return {"blake3": digest.hexdigest(), "bytes": size}
 
 
 class CameraDecoder:
@@ -179,7 +153,16 @@ def _decode(bag: Bag, raw: bytes | memoryview, topic: Topic) -> Any:
 class BagConverter:
     """State of one bag's pass: handlers per topic, the timeline and the episode builder."""
 
-    def __init__(self, bag: Bag, cfg: ConvertConfig, part: Path, converter: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        bag: Bag,
+        cfg: ConvertConfig,
+        part: Path,
+        converter: dict[str, Any],
+        cpu_since: CpuSample | None = None,
+    ) -> None:
+        """``cpu_since``: where the window that decides on a second process starts (opening
+        the bag runs in it instead of a wait)."""
         self.bag, self.cfg = bag, cfg
         if not bag.count:
             raise BagError(bag.name, "empty bag: no messages")
@@ -201,9 +184,7 @@ class BagConverter:
         self._hasher = ThreadPoolExecutor(1)
         self._digest = self._hasher.submit(file_digest, bag.path)
         frames = sum(bag.topics[c.topic].count for c in cfg.cameras.values())
-        # Checked while the hasher runs: on 2 cores, reader + hasher + frame writer measured
-        # slower than without the writer (bench/convert_throughput.py: 0.74x vs 0.87x).
-        offload = frames >= OFFLOAD_MIN_FRAMES and core_free()
+        offload = frames >= OFFLOAD_MIN_FRAMES and core_free(cpu_since)
         spec = dataset_spec(cfg, action_names, action_kind)
         self.writer = PartWriter(part, spec, converter, offload)
         self.episodes = EpisodeBuilder(cfg, self.writer, COMMAND in self.timeline.streams)
@@ -222,7 +203,7 @@ class BagConverter:
         sec, nanosec = header_stamp(raw)
         if nanosec >= 1_000_000_000:
             self.unnormalized_stamps += 1
-        stamp = stamp_ns(sec, nanosec)
+        stamp = sec * 1_000_000_000 + nanosec  # (stamp_ns, inline: it runs per message)
         if stamp <= 0:
             return recv_ns
         if not self._clocks_checked:
@@ -388,5 +369,6 @@ def convert_bag(
 ) -> dict[str, Any]:
     """Convert one bag into a part store at ``part``; returns its report. A split bag with
     storage files missing is refused unless ``allow_missing_files`` (then: the files present)."""
+    since = cpu_sample()
     with Bag(path, cfg.typestore, allow_missing_files) as bag:
-        return BagConverter(bag, cfg, part, converter).run(progress)
+        return BagConverter(bag, cfg, part, converter, since).run(progress)

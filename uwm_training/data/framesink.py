@@ -1,22 +1,28 @@
 """Camera frames compressed and written by a second process: the converter's other core.
 
-Per frame, zstd compression costs more than everything else the reading process does for it.
-``FrameSink`` starts ``python -m uwm_training.data.framesink`` (numpy and zstd only: it starts in
-~0.15 s) and streams it each fitted frame over a pipe; the process compresses each and appends
-it to its camera's shard files in the order received, so the files are byte for byte those
-``LocalFrames`` writes in-process. Records: a header ``<BBI`` (kind, camera, n), then for FRAME
-the n bytes of the frame's pixels; REPEAT appends the camera's previous frame again; REWIND
-takes every camera back to frame n (a discarded episode); the end of input closes the shards.
-Memory stays bounded: the pipe holds ~1 MiB and a full pipe makes the reader wait.
+Per frame, zstd compression and the shard writes cost more than everything else the reading
+process does for it. ``FrameSink`` starts ``python -m uwm_training.data.framesink`` (numpy and
+zstd only: it starts in ~0.15 s) and hands it each fitted frame through a ring of frame slots in
+shared memory: the reader copies the frame into the next slot and sends a record naming it over
+a pipe; the child compresses the slot, frees it with one byte on an acknowledgement pipe, and
+appends the frame to its camera's shard files in the order received, so the files are byte for
+byte those ``LocalFrames`` writes in-process. Records: ``<BBI`` (kind, camera, n); FRAME (n: the
+slot), REPEAT appends the camera's previous frame again, REWIND takes every camera back to frame
+n (a discarded episode); the end of input closes the shards. The pixels themselves through the
+pipe cost the reader about as much as compressing them (measured; see README). Memory: the ring,
+~8 MiB, whatever the bag's length.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import mmap
 import os
 import struct
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
@@ -28,8 +34,8 @@ from .shards import FrameAppender, ShardFiles
 
 FRAME, REPEAT, REWIND = 0, 1, 2
 HEADER = struct.Struct("<BBI")
-FLUSH_BYTES = 1 << 20  # the reading side writes to the pipe in blocks of about this size
-_SET_PIPE_SIZE = 1031  # fcntl F_SETPIPE_SZ (Linux)
+RING_BYTES = 8 << 20  # frame slots: as many as fit in this (8 to 256 of them)
+SEND_EVERY = 8  # records go to the child in batches of this many frames
 
 FrameJob = Callable[[], np.ndarray]  # -> (S, S, 3) uint8; the same job object = the same frame
 
@@ -53,54 +59,87 @@ class LocalFrames:
         for appender in self.appenders:
             appender.rewind(position)
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """No more frames: write the last shards."""
         for appender in self.appenders:
             appender.close()
 
+    def close(self) -> None:
+        """Everything is on disk (``finish`` wrote it)."""
+
     def abort(self) -> None:
         """Nothing runs beside this process."""
+
+
+def _shared_memory(size: int) -> int:
+    """A descriptor of ``size`` bytes that a child process can map (memfd, else a removed file)."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("uwm-frames")
+    else:
+        fd, name = tempfile.mkstemp(prefix="uwm-frames-")
+        os.unlink(name)
+    os.ftruncate(fd, size)
+    return fd
 
 
 class FrameSink:
     """``LocalFrames``' interface: frames are decoded here and compressed by a child process."""
 
     def __init__(self, cameras: Sequence[ShardFiles]) -> None:
+        slot = max(math.prod(c.shape) for c in cameras)
+        self.slots = max(8, min(4096, RING_BYTES // slot))
+        self._memory = _shared_memory(self.slots * slot)
+        self._ring = np.frombuffer(mmap.mmap(self._memory, self.slots * slot), np.uint8)
+        self._ring = self._ring.reshape(self.slots, slot)
+        acks, child_acks = os.pipe()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", __name__],
             stdin=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            pass_fds=(self._memory, child_acks),
         )
+        os.close(child_acks)  # the child holds the write end: its exit ends the pipe
+        self._acks = acks
         assert self._proc.stdin is not None
         self._fd = self._proc.stdin.fileno()
-        try:  # a bigger pipe: the child starts while the first frames are sent
-            import fcntl
-
-            fcntl.fcntl(self._fd, _SET_PIPE_SIZE, FLUSH_BYTES)
-        except (ImportError, OSError):
-            pass
-        self._buf = bytearray(json.dumps([c.args() for c in cameras]).encode() + b"\n")
+        spec = {"cameras": [c.args() for c in cameras], "memory": self._memory,
+                "slots": self.slots, "acks": child_acks}  # fmt: skip
+        self._buf = bytearray(json.dumps(spec).encode() + b"\n")
         self._last: list[FrameJob | None] = [None] * len(cameras)
+        self._sent = self._freed = 0  # frames sent to the child; frames it has taken
 
     def add(self, cam: int, job: FrameJob) -> None:
         if self._last[cam] is job:
             self._buf += HEADER.pack(REPEAT, cam, 0)
-        else:
-            self._last[cam] = job
-            frame = np.ascontiguousarray(job(), np.uint8)
-            self._buf += HEADER.pack(FRAME, cam, frame.nbytes)
-            self._buf += frame.data.cast("B")
-        if len(self._buf) >= FLUSH_BYTES:
+            return
+        self._last[cam] = job
+        frame = job()
+        if self._sent == self._freed + self.slots:
+            self._wait()
+        slot = self._sent % self.slots
+        self._ring[slot, : frame.size].reshape(frame.shape)[...] = frame
+        self._buf += HEADER.pack(FRAME, cam, slot)
+        self._sent += 1
+        if not self._sent % SEND_EVERY:
             self._flush()
 
     def rewind(self, position: int) -> None:
         self._buf += HEADER.pack(REWIND, 0, position)
 
-    def close(self) -> None:
-        """Send what is left, let the child close the shards, and check that it did."""
+    def finish(self) -> None:
+        """No more frames: send what is left; the child writes the last shards and ends."""
         self._flush()
         assert self._proc.stdin is not None
         self._proc.stdin.close()
+
+    def close(self) -> None:
+        """Wait for the child to end (``finish`` first if not yet), and check that it closed
+        the shards."""
+        assert self._proc.stdin is not None
+        if not self._proc.stdin.closed:
+            self.finish()
         self._check(self._proc.wait())
+        self._release()
 
     def abort(self) -> None:
         """Stop the child (the conversion failed): it must not write on into a removed part."""
@@ -109,6 +148,15 @@ class FrameSink:
         for pipe in (self._proc.stdin, self._proc.stderr):
             if pipe is not None:
                 pipe.close()
+        self._release()
+
+    def _wait(self) -> None:
+        """Every slot holds a frame the child has not taken: wait until it takes some."""
+        self._flush()
+        freed = os.read(self._acks, self.slots)
+        if not freed:
+            self._ended()
+        self._freed += len(freed)
 
     def _flush(self) -> None:
         view = memoryview(self._buf)
@@ -116,11 +164,14 @@ class FrameSink:
             while view:
                 view = view[os.write(self._fd, view) :]
         except BrokenPipeError:
-            self._check(self._proc.wait())
-            raise DataError("the frame writer process ended early") from None
+            self._ended()
         finally:
             view.release()
         self._buf = bytearray()
+
+    def _ended(self) -> None:
+        self._check(self._proc.wait())
+        raise DataError("the frame writer process ended early")
 
     def _check(self, code: int) -> None:
         assert self._proc.stderr is not None
@@ -130,29 +181,38 @@ class FrameSink:
             raise DataError(f"the frame writer process failed (exit {code}): {last}")
         self._proc.stderr.close()
 
+    def _release(self) -> None:
+        os.close(self._acks)
+        os.close(self._memory)
 
-def serve(stream: IO[bytes], cameras: list[ShardFiles]) -> None:
+
+def serve(stream: IO[bytes], acks: int, ring: np.ndarray, cameras: list[ShardFiles]) -> None:
     """The child's loop: records from ``stream`` until it ends, then the shards are closed."""
     out = LocalFrames(cameras)
     encoders, appenders = out.encoders, out.appenders
+    sizes = [math.prod(c.shape) for c in cameras]
     last: list[bytes] = [b""] * len(cameras)
-    read, size, unpack = stream.read, HEADER.size, HEADER.unpack
+    read, size, unpack, write = stream.read, HEADER.size, HEADER.unpack, os.write
     while header := read(size):
         kind, cam, n = unpack(header)
         if kind == FRAME:
-            last[cam] = encoders[cam](np.frombuffer(read(n), np.uint8))
+            last[cam] = encoders[cam](ring[n, : sizes[cam]])
+            write(acks, b"\0")
             appenders[cam].append(last[cam])
         elif kind == REPEAT:
             appenders[cam].append(last[cam])
         else:
             out.rewind(n)
-    out.close()
+    out.finish()
 
 
 def main() -> None:
     stream = sys.stdin.buffer
     spec = json.loads(stream.readline())
-    serve(stream, [ShardFiles(Path(d), tuple(s), n, level) for d, s, n, level in spec])
+    cameras = [ShardFiles(Path(d), tuple(s), n, level) for d, s, n, level in spec["cameras"]]
+    memory = mmap.mmap(spec["memory"], os.fstat(spec["memory"]).st_size)
+    ring = np.frombuffer(memory, np.uint8).reshape(spec["slots"], -1)
+    serve(stream, spec["acks"], ring, cameras)
 
 
 if __name__ == "__main__":

@@ -51,8 +51,9 @@ def stamp_ns(sec: int, nanosec: int) -> int:
 def camera_frame(
     msg: Any, msgtype: str, size: int, crop: tuple[int, int, int, int] | None
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode, crop and fit a camera message: ((size, size, 3) uint8, source (height, width))."""
-    rgb = image_rgb(msg) if msgtype == IMAGE else compressed_rgb(msg)
+    """Decode, crop and fit a camera message: ((size, size, 3) uint8, source (height, width)).
+    The frame may be a view of the message's bytes: it is compressed or copied straight away."""
+    rgb = image_rgb(msg, copy=False) if msgtype == IMAGE else compressed_rgb(msg)
     source = rgb.shape[:2]
     if crop is not None:
         x, y, w, h = crop

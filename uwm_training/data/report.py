@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .store import Store
+from .store import Store, source_digests
 
 
 def table(rows: list[list[str]]) -> list[str]:
@@ -94,7 +94,7 @@ def format_dataset_info(info: dict[str, Any]) -> str:
         f"  sources ({len(info['sources'])}), converter {info['converter'].get('version')}:"
     )
     lines += [
-        f"  - {s['path']} ({s['kind']}, sha256 {s.get('sha256', '?')[:12]})"
+        f"  - {s['path']} ({s['kind']}, {(source_digests(s) or ['no digest'])[0][:19]})"
         for s in info["sources"]
     ]
     return "\n".join(lines)

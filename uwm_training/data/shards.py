@@ -18,6 +18,7 @@ import numpy as np
 from .compress import zstd
 
 ABSENT = 2**64 - 1  # shard index entry of a chunk that is not there
+_IOV_MAX = 1024  # buffers one writev takes (Linux, macOS)
 
 
 class ShardFiles:
@@ -54,11 +55,23 @@ class ShardFiles:
         index[: len(chunks), 1] = sizes
         path = self.path(shard)
         tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as f:
-            f.write(b"".join([*chunks, index.tobytes()]))  # one write: ~40% less CPU than 65
+        with tmp.open("wb", buffering=0) as f:
+            _write_all(f.fileno(), [*chunks, index.tobytes()])
         # A new file, renamed over the old one: hard-linked shards of the dataset being
         # appended to (see ``store.staged``) are replaced, never modified.
         os.replace(tmp, path)
+
+
+def _write_all(fd: int, buffers: list[bytes]) -> None:
+    """Gathered writes (no joined copy; a write per buffer cost ~40% more CPU), continued where
+    the kernel took less."""
+    views = [memoryview(b) for b in buffers]
+    while views:
+        done = os.writev(fd, views[:_IOV_MAX])
+        while views and done >= len(views[0]):
+            done -= len(views.pop(0))
+        if views:
+            views[0] = views[0][done:]
 
 
 class FrameAppender:

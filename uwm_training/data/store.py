@@ -38,9 +38,10 @@ from .shards import ABSENT, FrameAppender, ShardFiles
 from .stats import merge_stats
 
 FORMAT = 1
-ZSTD_LEVEL = 1  # frames barely compress better at 3 and encode ~1.4x slower
+ZSTD_LEVEL = -1  # frames barely compress better at 3 and encode ~1.4x slower
 ROWS_PER_CHUNK = 4096
 FRAMES_PER_SHARD = 64  # one file per 64 frames; a frame is still its own (inner) chunk
+DIGESTS = ("blake3", "sha256")  # a source record's content digests (sha256: older datasets)
 META_DTYPES = {
     "episode_ends": "int64",
     "episode_has_action": "bool",
@@ -48,6 +49,11 @@ META_DTYPES = {
     "episode_task": "int32",
     "episode_source": "int32",
 }
+
+
+def source_digests(source: dict[str, Any]) -> list[str]:
+    """A source record's content identities, ``"<algorithm>:<hex>"`` (equal: the same content)."""
+    return [f"{name}:{source[name]}" for name in DIGESTS if name in source]
 
 
 def create_store(root: Path, spec: dict[str, Any], converter: dict[str, Any]) -> Any:

@@ -122,7 +122,7 @@ def convert_video(
     source = {
         "path": ",".join(str(Path(f).absolute()) for f in files.values()),
         "kind": "video",
-        "sha256": "+".join(d["sha256"] for d in digests),
+        "blake3": "+".join(d["blake3"] for d in digests),
         "bytes": sum(d["bytes"] for d in digests),
     }
     writer = PartWriter(part, dataset_spec(cfg, None), converter)

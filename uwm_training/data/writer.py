@@ -120,8 +120,8 @@ class PartWriter:
     def close(self, report: dict[str, Any], source: dict[str, Any]) -> None:
         """Finish the part: flush rows and frames, write metadata (report, source record)."""
         self.discard_episode()  # an episode still open here was never ended: not kept
-        self._outputs.close()
-        self._flush()
+        self._outputs.finish()  # a frame writer process drains its frames while ...
+        self._flush()  # ... the rows and metadata are written here
         for key in self.keys:
             array: Any = self.group[f"data/{key}"]
             array.resize((self.n, array.shape[1]))
@@ -148,3 +148,4 @@ class PartWriter:
                 "tasks": self.tasks,
             }
         )
+        self._outputs.close()
