@@ -135,7 +135,9 @@ def child_convert(bag: Path, fps: float, out: Path) -> dict[str, Any]:
 
 
 def measure(args: list[str]) -> dict[str, Any]:
-    """Run one child measurement in a fresh interpreter; adds its peak RSS."""
+    """Run one child measurement in a fresh interpreter; adds its peak RSS. The disk is synced
+    first: the last conversion's 0.5 GB would otherwise be written back during this one."""
+    os.sync()
     run = subprocess.run(
         [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True
     )

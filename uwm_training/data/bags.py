@@ -17,7 +17,6 @@ Every failure is a ``BagError`` naming the bag (and topic); no reader exception 
 from __future__ import annotations
 
 import functools
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,7 +284,7 @@ class Bag:
         conns = [c for t in wanted for c in t.connections]
         if not conns:
             return
-        counts: Counter[str] = Counter()
+        counts: dict[str, int] = {}
         zstd_topics: set[str] = set()  # compressed per message, though nothing declares it
         stream = self._reader.messages(connections=conns, stop=stop_ns)
         while True:
@@ -297,24 +296,26 @@ class Bag:
                 raise BagError(
                     self.name, f"cannot read messages ({type(e).__name__}: {e})", conn_topic(conns)
                 ) from None
-            if not counts[conn.topic] and raw[:4] == ZSTD_MAGIC:
+            topic = conn.topic
+            n = counts.get(topic, 0)
+            if not n and raw[:4] == ZSTD_MAGIC:
                 # A storage file of a per-message zstd bag, without its metadata.yaml.
-                zstd_topics.add(conn.topic)
+                zstd_topics.add(topic)
                 self.problems.append(
-                    f"{conn.topic}: messages are zstd-compressed though no metadata.yaml says "
+                    f"{topic}: messages are zstd-compressed though no metadata.yaml says "
                     "so (a storage file of a per-message compressed bag): decompressed"
                 )
-            if conn.topic in zstd_topics:
-                raw = _decompress(self.name, conn.topic, raw)
-            counts[conn.topic] += 1
-            yield conn.topic, recv_ns, raw
+            if topic in zstd_topics:
+                raw = _decompress(self.name, topic, raw)
+            counts[topic] = n + 1
+            yield topic, recv_ns, raw
         if stop_ns is not None:
             return
         for info in wanted:
-            if counts[info.name] != info.count:
+            if counts.get(info.name, 0) != info.count:
                 raise BagError(
                     self.name,
-                    f"read {counts[info.name]} messages but the bag declares {info.count} "
+                    f"read {counts.get(info.name, 0)} messages but the bag declares {info.count} "
                     "(truncated storage, or metadata.yaml that does not match it)",
                     info.name,
                 )

@@ -180,14 +180,16 @@ class BagConverter:
         action_names, action_kind = self._command()
         if cfg.episodes.marker_topic:
             self._marker(bag.require(cfg.episodes.marker_topic, None, "marker"))
-        # Hashing reads the whole bag again: on its own thread, overlapping the pass.
+        spec = dataset_spec(cfg, action_names, action_kind)
+        self.writer = PartWriter(part, spec, converter)
+        self.episodes = EpisodeBuilder(cfg, self.writer, COMMAND in self.timeline.streams)
+        frames = sum(bag.topics[c.topic].count for c in cfg.cameras.values())
+        if frames >= OFFLOAD_MIN_FRAMES and core_free(cpu_since):
+            self.writer.offload_frames()
+        # Hashing reads the whole bag again: on its own thread, overlapping the pass (started
+        # after the store: zarr's thread hand-offs took 3x longer beside it).
         self._hasher = ThreadPoolExecutor(1)
         self._digest = self._hasher.submit(file_digest, bag.path)
-        frames = sum(bag.topics[c.topic].count for c in cfg.cameras.values())
-        offload = frames >= OFFLOAD_MIN_FRAMES and core_free(cpu_since)
-        spec = dataset_spec(cfg, action_names, action_kind)
-        self.writer = PartWriter(part, spec, converter, offload)
-        self.episodes = EpisodeBuilder(cfg, self.writer, COMMAND in self.timeline.streams)
 
     # ----- handlers -----------------------------------------------------------------------------
     def _by_receive(self, topic: Topic) -> bool:

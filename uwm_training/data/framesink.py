@@ -35,7 +35,7 @@ from .shards import FrameAppender, ShardFiles
 FRAME, REPEAT, REWIND = 0, 1, 2
 HEADER = struct.Struct("<BBI")
 RING_BYTES = 8 << 20  # frame slots: as many as fit in this (8 to 256 of them)
-SEND_EVERY = 8  # records go to the child in batches of this many frames
+SEND_EVERY = 32  # records go to the child in batches of this many frames (a write each)
 
 FrameJob = Callable[[], np.ndarray]  # -> (S, S, 3) uint8; the same job object = the same frame
 
@@ -71,6 +71,14 @@ class LocalFrames:
         """Nothing runs beside this process."""
 
 
+def _frame_shape(cameras: Sequence[ShardFiles]) -> tuple[int, ...]:
+    """The frame shape, one for every camera (a dataset has one image size)."""
+    shapes = {c.shape for c in cameras}
+    if len(shapes) != 1:
+        raise ValueError(f"cameras of different frame shapes: {sorted(shapes)}")
+    return shapes.pop()
+
+
 def _shared_memory(size: int) -> int:
     """A descriptor of ``size`` bytes that a child process can map (memfd, else a removed file)."""
     if hasattr(os, "memfd_create"):
@@ -86,11 +94,12 @@ class FrameSink:
     """``LocalFrames``' interface: frames are decoded here and compressed by a child process."""
 
     def __init__(self, cameras: Sequence[ShardFiles]) -> None:
-        slot = max(math.prod(c.shape) for c in cameras)
-        self.slots = max(8, min(4096, RING_BYTES // slot))
-        self._memory = _shared_memory(self.slots * slot)
-        self._ring = np.frombuffer(mmap.mmap(self._memory, self.slots * slot), np.uint8)
-        self._ring = self._ring.reshape(self.slots, slot)
+        shape = _frame_shape(cameras)
+        self.slots = max(8, min(4096, RING_BYTES // math.prod(shape)))
+        size = self.slots * math.prod(shape)
+        self._memory = _shared_memory(size)
+        memory = mmap.mmap(self._memory, size)
+        self._ring = np.frombuffer(memory, np.uint8).reshape(self.slots, *shape)
         acks, child_acks = os.pipe()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", __name__],
@@ -117,7 +126,7 @@ class FrameSink:
         if self._sent == self._freed + self.slots:
             self._wait()
         slot = self._sent % self.slots
-        self._ring[slot, : frame.size].reshape(frame.shape)[...] = frame
+        self._ring[slot] = frame
         self._buf += HEADER.pack(FRAME, cam, slot)
         self._sent += 1
         if not self._sent % SEND_EVERY:
@@ -190,13 +199,12 @@ def serve(stream: IO[bytes], acks: int, ring: np.ndarray, cameras: list[ShardFil
     """The child's loop: records from ``stream`` until it ends, then the shards are closed."""
     out = LocalFrames(cameras)
     encoders, appenders = out.encoders, out.appenders
-    sizes = [math.prod(c.shape) for c in cameras]
     last: list[bytes] = [b""] * len(cameras)
     read, size, unpack, write = stream.read, HEADER.size, HEADER.unpack, os.write
     while header := read(size):
         kind, cam, n = unpack(header)
         if kind == FRAME:
-            last[cam] = encoders[cam](ring[n, : sizes[cam]])
+            last[cam] = encoders[cam](ring[n])
             write(acks, b"\0")
             appenders[cam].append(last[cam])
         elif kind == REPEAT:
@@ -211,7 +219,7 @@ def main() -> None:
     spec = json.loads(stream.readline())
     cameras = [ShardFiles(Path(d), tuple(s), n, level) for d, s, n, level in spec["cameras"]]
     memory = mmap.mmap(spec["memory"], os.fstat(spec["memory"]).st_size)
-    ring = np.frombuffer(memory, np.uint8).reshape(spec["slots"], -1)
+    ring = np.frombuffer(memory, np.uint8).reshape(spec["slots"], *_frame_shape(cameras))
     serve(stream, spec["acks"], ring, cameras)
 
 

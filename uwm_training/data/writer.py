@@ -18,22 +18,24 @@ import numpy as np
 
 from .framesink import FrameJob, FrameSink, LocalFrames
 from .stats import RunningStats
-from .store import ROWS_PER_CHUNK, Frames, create_store
+from .store import META_DTYPES, ROWS_PER_CHUNK, Frames, create_store
 
 
 class PartWriter:
     """Episodes of one source -> a part store at ``root``."""
 
-    def __init__(
-        self, root: Path, spec: dict[str, Any], converter: dict[str, Any], offload: bool = False
-    ) -> None:
-        """``offload``: compress and write frames in a second process (``framesink``)."""
+    def __init__(self, root: Path, spec: dict[str, Any], converter: dict[str, Any]) -> None:
         self.spec = spec
         self.group = create_store(root, spec, converter)
-        self.frames = {
-            cam: Frames(self.group[f"data/{cam}"], root / "data" / cam) for cam in spec["cameras"]
-        }
         self.keys = list(spec["lowdim"])
+        # Array handles, opened once (each opening reads metadata through zarr's thread).
+        names = [f"data/{k}" for k in [*spec["cameras"], *self.keys]] + [
+            f"meta/{k}" for k in META_DTYPES
+        ]
+        self._arrays: dict[str, Any] = {name: self.group[name] for name in names}
+        self.frames = {
+            cam: Frames(self._arrays[f"data/{cam}"], root / "data" / cam) for cam in spec["cameras"]
+        }
         self.n = 0  # frames written, current episode included
         self.tasks = [""]
         self._episodes: list[tuple[int, bool, bool, int]] = []  # end, action, state, task
@@ -42,9 +44,13 @@ class PartWriter:
         self._flushed = 0  # rows already in the Zarr arrays
         self._stats = {k: RunningStats(len(v)) for k, v in spec["lowdim"].items()}
         self._zeros = {k: np.zeros(len(v), np.float32) for k, v in spec["lowdim"].items()}
-        cameras = list(self.frames.values())
-        self._outputs = FrameSink(cameras) if offload else LocalFrames(cameras)
+        self._outputs: LocalFrames | FrameSink = LocalFrames(list(self.frames.values()))
         self._cam_index = {cam: i for i, cam in enumerate(self.frames)}
+
+    def offload_frames(self) -> None:
+        """Compress and write frames in a second process (``framesink``), from the first on."""
+        assert self.n == 0, "offload_frames comes before the first frame"
+        self._outputs = FrameSink(list(self.frames.values()))
 
     # ----- frames and episodes ------------------------------------------------------------------
     def add_frame(self, images: dict[str, FrameJob], lowdim: dict[str, np.ndarray]) -> None:
@@ -94,7 +100,7 @@ class PartWriter:
     def _episode_rows(self, key: str) -> np.ndarray:
         parts = []
         if self._start < self._flushed:
-            parts.append(np.asarray(self.group[f"data/{key}"][self._start : self._flushed]))
+            parts.append(np.asarray(self._arrays[f"data/{key}"][self._start : self._flushed]))
         buffered = self._rows[key][max(0, self._start - self._flushed) :]
         if buffered:
             parts.append(np.stack(buffered))
@@ -102,7 +108,7 @@ class PartWriter:
 
     def _flush(self) -> None:
         for key in self.keys:
-            array: Any = self.group[f"data/{key}"]
+            array = self._arrays[f"data/{key}"]
             rows = self._rows[key]
             if rows:
                 end = self._flushed + len(rows)
@@ -123,10 +129,11 @@ class PartWriter:
         self._outputs.finish()  # a frame writer process drains its frames while ...
         self._flush()  # ... the rows and metadata are written here
         for key in self.keys:
-            array: Any = self.group[f"data/{key}"]
-            array.resize((self.n, array.shape[1]))
+            array = self._arrays[f"data/{key}"]
+            if array.shape[0] != self.n:  # (discarded rows had been flushed)
+                array.resize((self.n, array.shape[1]))
         for cam, frames in self.frames.items():
-            self.group[f"data/{cam}"].resize((self.n, *frames.shape))
+            self._arrays[f"data/{cam}"].resize((self.n, *frames.shape))
         table = np.array(self._episodes, np.int64).reshape(-1, 4)  # end, action, state, task
         count = len(table)
         columns = {
@@ -137,7 +144,7 @@ class PartWriter:
             "episode_source": np.zeros(count, np.int32),
         }
         for key, values in columns.items():
-            array = self.group[f"meta/{key}"]
+            array = self._arrays[f"meta/{key}"]
             array.resize((count,))
             array[:] = values
         self.group.update_attributes(
