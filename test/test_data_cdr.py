@@ -41,6 +41,20 @@ def test_joint_state_fields_match_rosbags(frame_id: str, little: bool) -> None:
             np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
 
 
+def test_a_repeated_name_list_is_reused_and_a_changed_one_read() -> None:
+    """Names are taken from the last message when their bytes are the same: check a stream of
+    two publishers, shifting alignments, both byte orders and a list that changes length."""
+    lists = [["shoulder", "elbow"], ["shoulder", "elbow"], ["shoulder", "elbo"], ["a"],
+             ["shoulder", "elbow", "wrist"], ["shoulder", "elbow"]]  # fmt: skip
+    for i, names in enumerate(lists * 2):
+        msg = joint_state_msg(0, names, [float(i)] * len(names), [], [])
+        msg.header = header(5, FRAME_IDS[i % len(FRAME_IDS)])
+        raw = TS.serialize_cdr(msg, msg.__msgtype__, little_endian=i < len(lists))
+        want, got = TS.deserialize_cdr(raw, msg.__msgtype__), read_joint_state(raw)
+        assert got.name == list(want.name) == names
+        np.testing.assert_array_equal(got.position, want.position)
+
+
 def test_only_the_standard_definitions_are_read_fast() -> None:
     assert fast_reader(TS, "sensor_msgs/msg/Image") is read_image
     assert fast_reader(TS, "sensor_msgs/msg/CompressedImage") is None  # rosbags reads it

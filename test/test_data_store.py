@@ -12,6 +12,7 @@ from data_helpers import convert, convert_config, leftovers, robot_messages, wri
 from uwm_training.data.config import load_config
 from uwm_training.data.convert import bag_jobs, build_dataset, select_shard
 from uwm_training.data.errors import DataError, DatasetError
+from uwm_training.data.shards import ShardFiles
 from uwm_training.data.stats import RunningStats
 from uwm_training.data.store import ZSTD_LEVEL, Store
 
@@ -138,3 +139,13 @@ def test_example_config_loads() -> None:
     cfg = load_config(Path(__file__).parents[1] / "config" / "convert.yaml")
     assert list(cfg.cameras) == ["front", "wrist"] and cfg.action.source == "command"
     assert cfg.cameras["wrist"].crop == (80, 0, 480, 480) and cfg.joints and cfg.joints.names
+
+
+def test_a_shard_of_more_chunks_than_one_gathered_write_takes_is_written_whole(
+    tmp_path: Path,
+) -> None:
+    """Shard files are written with writev, which takes at most 1024 buffers a call."""
+    files = ShardFiles(tmp_path, (1, 1, 3), 3000, 1)
+    chunks = [bytes([i % 256]) * (1 + i % 7) for i in range(2999)]
+    files.write_shard(0, chunks)
+    assert files.shard_chunks(0) == chunks

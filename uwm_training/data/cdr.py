@@ -88,7 +88,7 @@ def read_image(raw: bytes | memoryview) -> ImageFields:
     return ImageFields(encoding, height, width, step, is_bigendian, data)
 
 
-_last_names: tuple[bytes, tuple[str, ...]] = (b"", ())  # a joint list's bytes, its names
+_last_names: tuple[int, bytes, tuple[str, ...]] = (0, b"", ())  # endianness, bytes, the names
 
 
 def read_joint_state(raw: bytes | memoryview) -> JointFields:
@@ -99,8 +99,8 @@ def read_joint_state(raw: bytes | memoryview) -> JointFields:
     pos += -pos % 4
     # A publisher sends the same names each time: bytes equal to the last list's are that list
     # (the list starts 4-aligned in every message, so its padding lies alike).
-    blob, names = _last_names
-    if blob and raw[pos : pos + len(blob)] == blob:
+    was_little, blob, names = _last_names
+    if blob and was_little == little and raw[pos : pos + len(blob)] == blob:
         pos += len(blob)
     else:
         start = pos
@@ -111,7 +111,7 @@ def read_joint_state(raw: bytes | memoryview) -> JointFields:
             name, pos = _string(raw, pos, u32)
             parsed.append(name)
         names = tuple(parsed)
-        _last_names = (bytes(raw[start:pos]), names)
+        _last_names = (little, bytes(raw[start:pos]), names)
     position, pos = _array(raw, pos, little, "f8")
     velocity, pos = _array(raw, pos, little, "f8")
     effort, _ = _array(raw, pos, little, "f8")

@@ -2,8 +2,9 @@
 
 Frames arrive one at a time; each camera's image is decoded and fitted on the reading thread,
 then compressed and appended to a shard: in this process (``framesink.LocalFrames``), or for a
-big source in a second one (``framesink.FrameSink``: the compression is the costliest step, and
-a thread measured slower, its GIL hand-offs costing more than the overlap it gave). Low-dim
+big source in a second one (``framesink.FrameSink``, handed over through shared memory:
+compressing and writing shards are the costliest steps, and a thread measured slower, its GIL
+hand-offs costing more than the overlap it gave). Low-dim
 rows are flushed to Zarr in blocks, and normalisation stats are gathered per finished episode.
 Memory: one shard and one block of rows being filled, one episode's rows at its end. A part is
 itself a small dataset; ``store.append_part`` moves it into place.
