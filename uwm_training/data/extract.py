@@ -48,9 +48,11 @@ class Progress(Protocol):
     def __call__(self, n: int) -> None: ...
 
 
-# Camera messages from which frames are compressed in a second process (its start, ~0.15 s,
-# costs more than it saves on smaller bags).
-OFFLOAD_MIN_FRAMES = 1000
+# Frames to write from which they are compressed in a second process: measured on the bench
+# bag (bench/convert_throughput.py, 300 s), 6,000 frames took 0.73 s in-process and 0.78 s
+# with it, 18,000 frames 1.31 s and 1.18 s (its start and hand-offs cost more than it saves
+# on fewer frames).
+OFFLOAD_MIN_FRAMES = 10_000
 HASH_BLOCK = 16 << 20  # bytes the hasher reads at a time
 
 
@@ -183,13 +185,18 @@ class BagConverter:
         spec = dataset_spec(cfg, action_names, action_kind)
         self.writer = PartWriter(part, spec, converter)
         self.episodes = EpisodeBuilder(cfg, self.writer, COMMAND in self.timeline.streams)
-        frames = sum(bag.topics[c.topic].count for c in cfg.cameras.values())
-        if frames >= OFFLOAD_MIN_FRAMES and core_free(cpu_since):
+        if self._frames_to_write() >= OFFLOAD_MIN_FRAMES and core_free(cpu_since):
             self.writer.offload_frames()
         # Hashing reads the whole bag again: on its own thread, overlapping the pass (started
         # after the store: zarr's thread hand-offs took 3x longer beside it).
         self._hasher = ThreadPoolExecutor(1)
         self._digest = self._hasher.submit(file_digest, bag.path)
+
+    def _frames_to_write(self) -> int:
+        """About how many frames the cameras give on the grid (a tick each, or a message each)."""
+        ticks = (self.bag.end_ns - self.bag.start_ns) / 1e9 * self.cfg.fps + 1
+        counts = (self.bag.topics[c.topic].count for c in self.cfg.cameras.values())
+        return sum(min(n, round(ticks)) for n in counts)
 
     # ----- handlers -----------------------------------------------------------------------------
     def _by_receive(self, topic: Topic) -> bool:
