@@ -51,6 +51,18 @@ def test_append_adds_episodes_and_merges_stats(tmp_path: Path) -> None:
     np.testing.assert_array_equal(both.frames("front").read(0), first.frames("front").read(0))
 
 
+def test_append_with_actions_derived_from_the_joints(tmp_path: Path) -> None:
+    """Actions from the next joint positions: the config's spec has no action names (the bags
+    decide them for commands); appending another bag with the same config must still work."""
+    a, b = bags(tmp_path, 2)
+    cfg = convert_config(tmp_path, action={"source": "next_positions"})
+    convert([a], tmp_path / "ds", cfg)
+    convert([b], tmp_path / "ds", cfg, append=True)
+    assert Store(tmp_path / "ds").num_episodes == 2
+    with pytest.raises(DatasetError, match="already in the dataset"):
+        convert([a], tmp_path / "ds", cfg, append=True)
+
+
 def test_append_refuses_the_same_bag_and_a_mismatching_config(tmp_path: Path) -> None:
     (a,) = bags(tmp_path, 1)
     convert([a], tmp_path / "ds", convert_config(tmp_path))
