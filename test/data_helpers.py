@@ -393,11 +393,11 @@ def convert(
     """Run the conversion as ``uwm convert`` does (by default without progress bars)."""
     from uwm_training.data.config import load_config
     from uwm_training.data.convert import bag_jobs, build_dataset
-    from uwm_training.data.extract import dataset_spec
+    from uwm_training.data.extract import config_spec
 
     cfg = load_config(config)
     jobs = bag_jobs(bags, cfg)
-    spec = dataset_spec(cfg, None)
+    spec = config_spec(cfg)
     return build_dataset(jobs, out, append, workers, spec, progress, allow_losses)
 
 

@@ -65,7 +65,7 @@ def _bag_info(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     from .config import load_config
     from .convert import bag_jobs, build_dataset, select_shard
-    from .extract import dataset_spec
+    from .extract import config_spec
     from .report import format_report
     from .video import video_jobs
 
@@ -76,7 +76,7 @@ def _convert(args: argparse.Namespace) -> int:
     jobs = bag_jobs(bags, cfg, args.allow_missing_files) + video_jobs(
         videos, cfg.fps, cfg.image_size, cfg.skew_ns(None)
     )
-    spec = dataset_spec(cfg, None)
+    spec = config_spec(cfg)
     reports = build_dataset(
         jobs, args.out, args.append, args.workers, spec, not args.quiet, args.allow_losses
     )

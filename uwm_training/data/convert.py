@@ -156,8 +156,6 @@ def _check_spec(out: Path, expected: dict[str, Any]) -> None:
     new = {**expected, "lowdim": dict(expected["lowdim"])}
     if "action" not in new["lowdim"] and new["action_source"] == "command":
         new["lowdim"]["action"] = have["lowdim"].get("action")  # decided by the bags' type
-    elif "action" not in new["lowdim"] and new["action_source"] in ("next_positions", "deltas"):
-        new["lowdim"]["action"] = new["lowdim"].get("joint_pos")  # derived from the joints
     new.setdefault("action_kind", have.get("action_kind"))  # decided by the bags, too
     bad = spec_mismatch(have, new)
     if bad:

@@ -82,6 +82,20 @@ def dataset_spec(
     }
 
 
+def derived_action(cfg: ConvertConfig) -> tuple[tuple[str, ...] | None, str] | None:
+    """Action names and kind when the config derives actions from the joint states, else None
+    (no actions, or a command topic's: the bags decide those)."""
+    if cfg.action.source not in ("next_positions", "deltas"):
+        return None
+    names = cfg.joints.names if cfg.joints else None
+    return names, "positions" if cfg.action.source == "next_positions" else "deltas"
+
+
+def config_spec(cfg: ConvertConfig) -> dict[str, Any]:
+    """The dataset spec a config fixes before any bag is read (what ``--append`` checks)."""
+    return dataset_spec(cfg, *(derived_action(cfg) or (None, "unknown")))
+
+
 def file_digest(path: Path) -> dict[str, Any]:
     """BLAKE3 and size over a bag's files (metadata.yaml + storage) or a single file: a content
     identity (duplicates are refused by it). Big blocks, as reading and hashing each release the
@@ -264,8 +278,9 @@ class BagConverter:
         the actions are (``PolicySpec.action_kind``)."""
         action, joints = self.cfg.action, self.cfg.joints
         joint_names = joints.names if joints else None
-        if action.source in ("next_positions", "deltas"):
-            return joint_names, "positions" if action.source == "next_positions" else "deltas"
+        derived = derived_action(self.cfg)
+        if derived:
+            return derived
         if action.source == "none" or action.topic is None:
             return None, "unknown"
         if action.topic not in self.bag.topics or not self.bag.topics[action.topic].count:
